@@ -1,0 +1,409 @@
+"""AugData Distillation (ADD): quality distillation, scale distillation and their hyper-parameter searches.
+
+Quality distillation (paper Sec. 3.2, "Score")
+----------------------------------------------
+For every augmented pose i::
+
+    score_i = w * (1 - prob_i) + (1 - w) * error'_i
+
+``prob_i``: probability under the reference distribution of the original poses
+(:class:`posecurator.scoring.density.DensityScorer`, whose ``score_samples`` is already
+``1 - prob``); ``error'_i``: the reference lifter's error on the augmented 2D-3D pair
+(:class:`posecurator.scoring.lifter_error.LifterErrorScorer`, mm) normalised to [0, 1] over the
+set being distilled (min-max by default, as "a normalized value between 0 and 1"). The paper:
+"The high score value means there is a high probability that it is meaningless data ... we select
+80% of augmented data with **low** scores." So ADD keeps the poses that are *probable* under the
+original data and that the reference lifter gets *right*, and drops the improbable, novel ones
+(its Fig. 8: dropped poses are handstands and extreme deformations). :class:`QualityDistiller`
+does exactly that: ``select`` keeps the ``keep`` fraction with the lowest scores.
+
+Scale distillation (Sec. 3.3)
+-----------------------------
+Generate -> quality-distil -> the distilled set joins the next generation's population, until
+original + kept reaches ``multiplier`` x the original size (1.6 by default; the paper's best).
+Each generation makes only about as many children as the remaining quota needs at the ``keep``
+fraction, so ``keep`` is the quality ratio and ``multiplier`` the amount, independently; the small
+surplus of the last generation is cut by score (lowest kept).
+
+Searches
+--------
+:func:`multiscale_multiplier_search` is the paper's multi-scale search (whole multipliers 1..10,
+then tenths above the best, then hundredths), judged by a callback ``evaluate(multiplier) ->
+validation error`` that the pipeline supplies (training on a validation split cut from the
+training data, never on a test split). :func:`optuna_search` is the joint Bayesian optimisation
+of keep, multiplier and w the paper names as future work (Optuna TPE; optional dependency).
+:func:`multiplier_objective` and :func:`params_objective` turn a ``train_eval(augmented) ->
+validation error`` callback into the callables these searches take.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from posecurator.augment.evolution import EvolutionConfig, evolve_generation, next_sample_id
+from posecurator.augment.plausibility import JointAnglePrior
+from posecurator.poseset import PoseSet
+from posecurator.scoring.base import PoseScorer
+from posecurator.scoring.density import DensityScorer
+
+
+# ---------------------------------------------------------------------- score arithmetic
+def normalize_errors(error: np.ndarray, *, method: str = "minmax") -> np.ndarray:
+    """(N,) errors -> (N,) values in [0, 1], higher = larger error.
+
+    "minmax": (e - min) / (max - min) over the given set (the paper's "normalized value between
+    0 and 1"); "rank": rank / (N - 1); "robust": min-max between the 1st and 99th percentiles,
+    clipped (one wild error does not squash everybody else to 0). All zeros when every error is equal.
+    """
+    e = np.asarray(error, dtype=np.float64)
+    if e.ndim != 1:
+        raise ValueError(f"errors must be (N,), got {e.shape}")
+    if len(e) == 0:
+        return e.copy()
+    bad = ~np.isfinite(e)
+    if bad.any():  # a non-finite error (pose behind the camera, ...) counts as the worst one
+        worst = e[~bad].max() if (~bad).any() else 0.0
+        e = np.where(bad, worst, e)
+    if method == "rank":
+        if len(e) == 1:
+            return np.zeros(1)
+        order = np.argsort(e, kind="stable")
+        out = np.empty(len(e))
+        out[order] = np.arange(len(e)) / (len(e) - 1)
+        return out
+    if method == "minmax":
+        lo, hi = e.min(), e.max()
+    elif method == "robust":
+        lo, hi = np.percentile(e, [1.0, 99.0])
+    else:
+        raise ValueError(f"unknown error normalization {method!r}; use 'minmax', 'rank' or 'robust'")
+    if hi <= lo:
+        return np.zeros(len(e))
+    return np.clip((e - lo) / (hi - lo), 0.0, 1.0)
+
+
+def combine_scores(novelty: np.ndarray, error_normalized: np.ndarray | None, *, w: float) -> np.ndarray:
+    """score = w * (1 - prob) + (1 - w) * error' (paper Sec. 3.2); higher = more likely meaningless.
+
+    ``novelty`` is 1 - prob (N,), ``error_normalized`` error' (N,) in [0, 1] or None (then the
+    score is 1 - prob alone).
+    """
+    novelty = np.asarray(novelty, dtype=np.float64)
+    if error_normalized is None:
+        return novelty.copy()
+    return w * novelty + (1.0 - w) * np.asarray(error_normalized, dtype=np.float64)
+
+
+def lowest_fraction_mask(score: np.ndarray, *, keep: float | None = None, n_keep: int | None = None) -> np.ndarray:
+    """(N,) bool mask of the ``n_keep`` (or ``round(keep * N)``) lowest scores; ties broken by position."""
+    score = np.asarray(score, dtype=np.float64)
+    n = len(score)
+    if n_keep is None:
+        if keep is None or not 0.0 <= keep <= 1.0:
+            raise ValueError(f"keep must be a fraction in [0, 1], got {keep}")
+        n_keep = int(round(keep * n))
+    n_keep = max(0, min(int(n_keep), n))
+    mask = np.zeros(n, dtype=bool)
+    mask[np.argsort(np.nan_to_num(score, nan=np.inf), kind="stable")[:n_keep]] = True
+    return mask
+
+
+# ---------------------------------------------------------------------- quality distillation
+class QualityDistiller:
+    """Keep the ``keep`` fraction of augmented poses with the lowest ADD score (paper Sec. 3.2).
+
+    Parameters: ``w`` weight of the diversity term 1 - prob (1 - w goes to the normalised lifter
+    error); ``keep`` fraction kept (0.8 in the paper); ``density`` a :class:`DensityScorer` (a
+    default one when None); ``rationality`` a fitted-or-fittable :class:`PoseScorer` giving the
+    reference lifter's error per pose (``LifterErrorScorer``), or None to use 1 - prob alone;
+    ``error_normalization`` see :func:`normalize_errors`; ``fit_rationality`` whether ``fit``
+    also fits the rationality scorer on the original data (a lifter-error scorer built from a run
+    directory needs no fit).
+
+    After ``score_samples``/``select`` the last components are kept for reports:
+    ``last_novelty_`` (1 - prob), ``last_error_`` (mm or None), ``last_error_normalized_``,
+    ``last_score_``.
+    """
+
+    def __init__(self, *, w: float = 0.5, keep: float = 0.8, density: DensityScorer | None = None,
+                 rationality: PoseScorer | None = None, error_normalization: str = "minmax",
+                 fit_rationality: bool = False):
+        if not 0.0 <= w <= 1.0:
+            raise ValueError(f"w must lie in [0, 1], got {w}")
+        if not 0.0 < keep <= 1.0:
+            raise ValueError(f"keep must lie in (0, 1], got {keep}")
+        self.w = w
+        self.keep = keep
+        self.density = density
+        self.rationality = rationality
+        self.error_normalization = error_normalization
+        self.fit_rationality = fit_rationality
+
+    def fit(self, original: PoseSet) -> "QualityDistiller":
+        """Fit the reference distribution on the original training poses (once; never updated).
+
+        A ``density`` scorer that is already fitted is used as it is (the paper's reference
+        distribution is built once; the pipeline may share one across distillers).
+        """
+        self.density_ = self.density if self.density is not None else DensityScorer()
+        if not hasattr(self.density_, "gmm_"):
+            self.density_.fit(original)
+        if self.rationality is not None and self.fit_rationality:
+            self.rationality.fit(original)
+        return self
+
+    def score_components(self, augmented: PoseSet) -> dict:
+        """{"novelty": 1 - prob (N,), "error": lifter error mm (N,) or None, "error_normalized": (N,) or None}."""
+        if not hasattr(self, "density_"):
+            raise RuntimeError("QualityDistiller is not fitted; call fit(original) first")
+        novelty = self.density_.score_samples(augmented)
+        error = err_n = None
+        if self.rationality is not None and self.w < 1.0:
+            error = np.asarray(self.rationality.score_samples(augmented), dtype=np.float64)
+            err_n = normalize_errors(error, method=self.error_normalization)
+        return {"novelty": novelty, "error": error, "error_normalized": err_n}
+
+    def score_samples(self, augmented: PoseSet) -> np.ndarray:
+        """(N,) ADD score in [0, 1]; higher = more likely meaningless (dropped first)."""
+        c = self.score_components(augmented)
+        score = combine_scores(c["novelty"], c["error_normalized"], w=self.w)
+        self.last_novelty_, self.last_error_ = c["novelty"], c["error"]
+        self.last_error_normalized_, self.last_score_ = c["error_normalized"], score
+        return score
+
+    def select(self, augmented: PoseSet, *, keep: float | None = None, n_keep: int | None = None) -> tuple[PoseSet, np.ndarray]:
+        """Keep the lowest-scoring ``keep`` fraction (or ``n_keep`` poses): (kept PoseSet, (N,) bool mask)."""
+        score = self.score_samples(augmented)
+        mask = lowest_fraction_mask(score, keep=self.keep if keep is None and n_keep is None else keep, n_keep=n_keep)
+        return augmented.subset(mask), mask
+
+
+# ---------------------------------------------------------------------- scale distillation
+@dataclass
+class ScaleStep:
+    """One generation of scale distillation: children made, rejected by the prior, kept by the
+    quality distiller (and after the final cut), seconds, mean scores of kept and dropped."""
+
+    generation: int
+    population: int
+    made: int
+    rejected: int
+    distilled: int
+    kept: int
+    generation_seconds: float
+    scoring_seconds: float
+    score_kept_mean: float = float("nan")
+    score_dropped_mean: float = float("nan")
+    operators: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = dict(vars(self))
+        d["rejection_rate"] = self.rejected / self.made if self.made else 0.0
+        return d
+
+
+class ScaleDistiller:
+    """Generate -> quality-distil -> grow the population, until the total is ``multiplier`` x original.
+
+    Parameters: ``multiplier`` (1.6: total = original + augmented = 1.6 N); ``distiller`` a
+    :class:`QualityDistiller` (fitted here on the original when not yet fitted); ``prior`` the
+    plausibility prior (None = no plausibility check); ``evolution`` an :class:`EvolutionConfig`
+    (seed, operators, batch size, max generations, offspring ratio; its ``multiple`` is ignored);
+    ``population``: "all" = original + every distilled child so far breeds the next generation
+    (the distilled set is the next "initial distribution"), "last" = only the last distilled set.
+    """
+
+    def __init__(self, *, multiplier: float = 1.6, distiller: QualityDistiller | None = None,
+                 prior: JointAnglePrior | None = None, evolution: EvolutionConfig | None = None,
+                 population: str = "all", progress: bool = False):
+        if multiplier < 1.0:
+            raise ValueError(f"multiplier must be >= 1 (the original counts), got {multiplier}")
+        if population not in ("all", "last"):
+            raise ValueError(f"population must be 'all' or 'last', got {population!r}")
+        self.multiplier = multiplier
+        self.distiller = distiller
+        self.prior = prior
+        self.evolution = evolution
+        self.population = population
+        self.progress = progress
+
+    def run(self, original: PoseSet) -> tuple[PoseSet, list[ScaleStep]]:
+        """The distilled augmentation (``round(multiplier * N) - N`` poses unless ``max_generations``
+        ran out) and one :class:`ScaleStep` per generation."""
+        config = self.evolution if self.evolution is not None else EvolutionConfig()
+        distiller = self.distiller if self.distiller is not None else QualityDistiller()
+        if not hasattr(distiller, "density_"):
+            distiller.fit(original)
+        rng = np.random.default_rng(config.seed)
+        n0 = len(original)
+        need = max(0, int(round(self.multiplier * n0)) - n0)
+        pop = original.replace(joints2d=None, visibility=None, camera=None)
+        next_id = next_sample_id(original)
+        generation = int(original.generation.max()) + 1
+        kept_sets, steps = [], []
+        have, acceptance = 0, 1.0
+        bar = None
+        if self.progress and need:
+            from tqdm import tqdm
+            bar = tqdm(total=need, desc="ADD", unit="pose", leave=False)
+        for _ in range(config.max_generations):
+            if have >= need:
+                break
+            remaining = need - have
+            n_children = min(math.ceil(config.offspring_ratio * len(pop)),
+                             math.ceil(remaining / (max(acceptance, 0.02) * distiller.keep) * 1.05) + 16)
+            children, st = evolve_generation(pop, n_children=n_children, rng=rng, config=config, prior=self.prior,
+                                             generation=generation, next_id=next_id)
+            acceptance = st.kept / st.made if st.made else 0.0
+            t0 = time.perf_counter()
+            if len(children):
+                score = distiller.score_samples(children)
+                mask = lowest_fraction_mask(score, keep=distiller.keep)
+                n_distilled = int(mask.sum())
+                if n_distilled > remaining:  # the last generation's surplus is cut by score
+                    mask = lowest_fraction_mask(score, n_keep=remaining)
+                kept = children.subset(mask)
+                s_kept = float(score[mask].mean()) if mask.any() else float("nan")
+                s_drop = float(score[~mask].mean()) if (~mask).any() else float("nan")
+            else:
+                kept, n_distilled, s_kept, s_drop = children, 0, float("nan"), float("nan")
+            steps.append(ScaleStep(generation=generation, population=len(pop), made=st.made, rejected=st.rejected,
+                                   distilled=n_distilled, kept=len(kept), generation_seconds=st.seconds,
+                                   scoring_seconds=time.perf_counter() - t0, score_kept_mean=s_kept,
+                                   score_dropped_mean=s_drop, operators=st.operators))
+            next_id += st.kept
+            generation += 1
+            if len(kept):
+                kept_sets.append(kept)
+                have += len(kept)
+                pop = PoseSet.concatenate([pop, kept]) if self.population == "all" else kept
+            if bar is not None:
+                bar.update(len(kept))
+        if bar is not None:
+            bar.close()
+        augmented = PoseSet.concatenate(kept_sets) if kept_sets else pop.subset(slice(0, 0))
+        return augmented, steps
+
+    def with_params(self, **changes) -> "ScaleDistiller":
+        """A copy with ``multiplier``, ``keep`` and/or ``w`` changed (the fitted reference is shared)."""
+        out = copy.copy(self)
+        if "multiplier" in changes:
+            out.multiplier = float(changes.pop("multiplier"))
+        if changes:
+            d = copy.copy(self.distiller if self.distiller is not None else QualityDistiller())
+            for k in ("keep", "w"):
+                if k in changes:
+                    setattr(d, k, float(changes.pop(k)))
+            out.distiller = d
+        if changes:
+            raise ValueError(f"unknown parameters {sorted(changes)}; use multiplier, keep, w")
+        return out
+
+
+# ---------------------------------------------------------------------- searches
+@dataclass
+class SearchResult:
+    """Best value found, its validation error, and every (params, error) evaluated in order."""
+
+    best: float | dict
+    best_error: float
+    history: list = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"best": self.best, "best_error": self.best_error, "history": self.history}
+
+
+def multiscale_multiplier_search(evaluate: Callable[[float], float], *, whole=tuple(range(1, 11)), levels: int = 3,
+                                 two_sided: bool = False) -> SearchResult:
+    """The paper's multi-scale search of the multiplier (Sec. 3.3).
+
+    Level 0 evaluates the whole multipliers ``whole`` (1.0 ... 10.0); level 1 the tenths above
+    the best (best + 0.1 ... best + 0.9), level 2 the hundredths above the new best, and so on
+    for ``levels`` levels. ``two_sided`` also tries the steps below the best (not in the paper).
+    ``evaluate(multiplier) -> validation error`` (lower is better) is called once per value.
+    """
+    if levels < 1:
+        raise ValueError("levels must be >= 1")
+    cache: dict[float, float] = {}
+    history: list = []
+
+    def ev(m: float) -> float:
+        m = round(float(m), levels - 1)
+        if m not in cache:
+            cache[m] = float(evaluate(m))
+            history.append({"multiplier": m, "error": cache[m]})
+        return cache[m]
+
+    floor = min(whole)
+    best = min((round(float(m), levels - 1) for m in whole), key=ev)
+    step = 1.0
+    for _ in range(1, levels):
+        step /= 10.0
+        candidates = [best + k * step for k in range(1, 10)]
+        if two_sided:
+            candidates += [best - k * step for k in range(1, 10) if best - k * step >= floor]
+        best = min([best] + [round(c, levels - 1) for c in candidates], key=ev)
+    return SearchResult(best=best, best_error=cache[best], history=history)
+
+
+def optuna_search(objective: Callable[[dict], float], *, n_trials: int = 20, keep=(0.5, 1.0), multiplier=(1.0, 5.0),
+                  w=(0.0, 1.0), seed: int = 0, timeout: float | None = None) -> SearchResult:
+    """Joint Bayesian optimisation (Optuna TPE) of keep fraction, multiplier (hundredths) and w.
+
+    ``objective({"keep": k, "multiplier": m, "w": w}) -> validation error`` (lower is better).
+    A range given as a single number fixes that parameter. Needs Optuna (``pip install optuna``
+    or ``posecurator[search]``).
+    """
+    try:
+        import optuna
+    except ImportError:
+        raise ImportError("optuna_search needs Optuna; install it with `pip install optuna` "
+                          "(or `pip install posecurator[search]`)") from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    history: list = []
+
+    def suggest(trial, name, rng_, step=None):
+        if np.isscalar(rng_):
+            return float(rng_)
+        return trial.suggest_float(name, float(rng_[0]), float(rng_[1]), step=step)
+
+    def run_trial(trial):
+        params = {"keep": suggest(trial, "keep", keep, 0.01), "multiplier": suggest(trial, "multiplier", multiplier, 0.01),
+                  "w": suggest(trial, "w", w, 0.01)}
+        err = float(objective(params))
+        history.append({**params, "error": err})
+        return err
+
+    study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed))
+    study.optimize(run_trial, n_trials=n_trials, timeout=timeout)
+    best = min(history, key=lambda h: h["error"])
+    return SearchResult(best={k: best[k] for k in ("keep", "multiplier", "w")}, best_error=best["error"], history=history)
+
+
+def multiplier_objective(scale: ScaleDistiller, original: PoseSet,
+                         train_eval: Callable[[PoseSet], float]) -> Callable[[float], float]:
+    """``evaluate(multiplier)`` for :func:`multiscale_multiplier_search`: distil at that multiplier,
+    then ``train_eval(augmented) -> validation error`` (the pipeline trains on original + augmented)."""
+
+    def evaluate(m: float) -> float:
+        augmented, _ = scale.with_params(multiplier=m).run(original)
+        return float(train_eval(augmented))
+
+    return evaluate
+
+
+def params_objective(scale: ScaleDistiller, original: PoseSet,
+                     train_eval: Callable[[PoseSet], float]) -> Callable[[dict], float]:
+    """``objective(params)`` for :func:`optuna_search` (params: keep, multiplier, w)."""
+
+    def objective(params: dict) -> float:
+        augmented, _ = scale.with_params(**params).run(original)
+        return float(train_eval(augmented))
+
+    return objective
