@@ -1,0 +1,496 @@
+"""Training of the 2D-to-3D lifter on 3D poses seen through random cameras.
+
+Every epoch the trainer draws fresh random cameras (:class:`posecurator.camera.RandomCameraSampler`)
+for the training poses, so the lifter sees many views of each pose; the fixed evaluation cameras
+of ../shared/BENCHMARK.md are never used. A validation part is cut from the TRAINING data by
+clip (adjacent frames of one clip are nearly identical, so a split by frame would leak), seeded;
+it is seen through a fixed set of seeded random cameras, and the epoch with the lowest validation
+MPJPE is kept as ``best.safetensors``. The test set is never looked at.
+
+Reproducibility: the randomness of epoch ``e`` (cameras, shuffling, 2D noise, dropout) is seeded
+from ``(seed, e)`` alone, so a run resumed from its last checkpoint ends with the same weights as
+an uninterrupted one, and the same seed gives the same weights (on the same machine and thread
+count).
+
+Run folder layout: see :mod:`posecurator.train.checkpoint`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from posecurator.camera import RandomCameraSampler
+from posecurator.errors import DataError, PoseCuratorError
+from posecurator.metrics import mpjpe, mpjpe_torch
+from posecurator.poseset import PoseSet
+from posecurator.train import checkpoint as ckpt
+from posecurator.train.evaluate import predict
+from posecurator.train.pairs import root_joint_of, sample_training_pairs
+
+# Seed-sequence tags, so the streams of different purposes never coincide.
+_SPLIT_STREAM, _VAL_STREAM, _EPOCH_STREAM, _INIT_STREAM, _PASS_STREAM = 11, 13, 17, 19, 23
+
+_RUN_FILES = ("best.safetensors", "last.safetensors", ckpt.OPTIMIZER_FILE, ckpt.STATE_FILE,
+              ckpt.HISTORY_FILE, ckpt.CONFIG_FILE)
+# Config fields that may change between a run and its resumption (they only extend or cap it).
+_RESUMABLE_CHANGES = {"epochs", "max_steps", "device", "num_threads"}
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (stored in the run's config.json).
+
+    Model: ``width``, ``blocks``, ``dropout``, ``max_norm`` (see
+    :class:`posecurator.models.SimpleBaselineLifter`). Optimiser: Adam with ``lr``,
+    ``weight_decay``; the learning rate of epoch e is ``lr * lr_decay ** e``. ``batch_size``
+    pairs per step; ``epochs``; ``max_steps`` caps the total number of steps (None = no cap).
+    ``max_epoch_pairs`` caps the pairs of one epoch (None = every pose ``n_views`` times): on a
+    large set an epoch is then the next slice of a stream of seeded shuffles, so training time
+    is bounded by ``epochs * max_epoch_pairs`` whatever the size of the data.
+    Data: every epoch each training pose is seen through ``n_views`` fresh random cameras
+    (ranges: ``camera``, keyword arguments of :class:`RandomCameraSampler`, None = its defaults),
+    with ``noise_px_train`` px of Gaussian 2D noise (0 = exact projections). Validation:
+    ``val_fraction`` of the training poses, whole clips, each seen through ``val_views`` fixed
+    random cameras, with the same 2D noise as training (seeded, fixed). ``seed`` seeds everything. ``num_threads`` (None = leave torch's setting).
+    """
+
+    # defaults = the "default" preset
+    width: int = 512
+    blocks: int = 2
+    dropout: float = 0.1
+    max_norm: float | None = None
+    lr: float = 1e-3
+    lr_decay: float = 0.96
+    weight_decay: float = 0.0
+    batch_size: int = 128
+    epochs: int = 100
+    max_steps: int | None = None
+    max_epoch_pairs: int | None = 20_000
+    n_views: int = 1
+    val_fraction: float = 0.1
+    val_views: int = 2
+    camera: dict | None = None
+    noise_px_train: float = 0.0
+    seed: int = 0
+    device: str = "cpu"
+    num_threads: int | None = 1
+    preset_name: str = field(default="", compare=False)
+
+    def __post_init__(self):
+        if self.width < 1 or self.blocks < 0 or not 0 <= self.dropout < 1:
+            raise ValueError(f"bad model size: width={self.width} blocks={self.blocks} dropout={self.dropout}")
+        if self.batch_size < 2:
+            raise ValueError("batch_size must be >= 2 (batch normalisation needs two samples)")
+        if self.epochs < 1 or self.n_views < 1 or self.val_views < 1:
+            raise ValueError("epochs, n_views and val_views must be >= 1")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError("max_steps must be >= 1 or None")
+        if self.max_epoch_pairs is not None and self.max_epoch_pairs < self.batch_size:
+            raise ValueError("max_epoch_pairs must be >= batch_size or None")
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> "TrainConfig":
+        """A named configuration: "fast" (benchmarks, CI), "default", "large"; fields may be overridden."""
+        if name not in PRESETS:
+            raise PoseCuratorError(f"unknown training preset {name!r}; known: {', '.join(PRESETS)}")
+        return cls(**{**PRESETS[name], "preset_name": name, **overrides})
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        """The config as JSON text; also written to ``path`` when given."""
+        text = json.dumps(self.to_dict(), indent=1)
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise PoseCuratorError(f"unknown training config keys: {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**d)
+
+    @classmethod
+    def from_json(cls, text_or_path: str | Path) -> "TrainConfig":
+        """From JSON text or from a path to a JSON file."""
+        text = str(text_or_path)
+        if not text.lstrip().startswith("{"):
+            path = Path(text_or_path)
+            try:
+                text = path.read_text()
+            except OSError as e:
+                raise DataError(path, f"cannot read training config: {e}") from None
+        try:
+            return cls.from_dict(json.loads(text))
+        except json.JSONDecodeError as e:
+            raise DataError(None, f"training config is not valid JSON: {e}") from None
+
+    def camera_sampler(self) -> RandomCameraSampler:
+        kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in (self.camera or {}).items()}
+        return RandomCameraSampler(**kwargs)
+
+    def model_config(self, *, n_joints: int, root_joint: int) -> dict:
+        return {"n_joints": n_joints, "width": self.width, "blocks": self.blocks, "dropout": self.dropout,
+                "max_norm": self.max_norm, "root_joint": root_joint, "output_scale": 1000.0}
+
+
+# Measured on HDM05 bd+bk (7,859 poses at 30 fps, 10% validation clips) on the 2-core CPU of the
+# development machine, one thread (under load from other processes two threads were up to 30x
+# slower, idle at most 1.5x faster): "fast" ~45 s, best validation MPJPE ~43 mm; "default"
+# ~140 s, ~35 mm. More steps mattered more than width: at equal time, width 256-512 with small
+# batches beat width 1024 (1024 x 20 epochs: 79 mm in 135 s). max_epoch_pairs bounds the time
+# on large sets (an epoch is then a slice of a stream of shuffles). "large" (Martinez's width) is
+# for a free machine or a GPU: all threads, roughly 10-15 min on 10k poses here.
+PRESETS: dict[str, dict] = {
+    "fast": dict(width=256, blocks=2, dropout=0.1, lr=1e-3, lr_decay=0.95, batch_size=64, epochs=60,
+                 max_epoch_pairs=10_000, num_threads=1),
+    "default": dict(width=512, blocks=2, dropout=0.1, lr=1e-3, lr_decay=0.96, batch_size=128, epochs=100,
+                    max_epoch_pairs=20_000, num_threads=1),
+    "large": dict(width=1024, blocks=2, dropout=0.25, lr=1e-3, lr_decay=0.98, batch_size=128, epochs=200,
+                  max_epoch_pairs=50_000, num_threads=None),
+}
+
+
+# ------------------------------------------------------------------------------- data split
+def split_by_clip(poses: PoseSet, *, val_fraction: float, seed: int) -> tuple[PoseSet, PoseSet | None]:
+    """Cut whole clips (in seeded random order) until about ``val_fraction`` of the poses are in
+    the validation part. Returns (train part, validation part or None when val_fraction is 0).
+
+    With a single clip there is nothing to cut by clip; the last ``val_fraction`` of its frames
+    become the validation part (with a warning: neighbouring frames at the cut leak a little).
+    """
+    if val_fraction <= 0:
+        return poses, None
+    n = len(poses)
+    names, inverse = np.unique(poses.clip, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    if len(names) < 2:
+        warnings.warn("one clip only: the validation part is the last frames of that clip", stacklevel=3)
+        order = np.argsort(poses.frame, kind="stable")
+        n_val = min(max(1, int(round(val_fraction * n))), n - 2)
+        is_val = np.zeros(n, bool)
+        is_val[order[n - n_val:]] = True
+    else:
+        rng = np.random.default_rng([seed, _SPLIT_STREAM])
+        sizes = np.bincount(inverse, minlength=len(names))
+        order = rng.permutation(len(names))
+        cum = np.cumsum(sizes[order])
+        n_clips = int(np.searchsorted(cum, val_fraction * n) + 1)  # first count reaching the fraction
+        n_clips = min(max(n_clips, 1), len(names) - 1)
+        is_val = np.isin(inverse, order[:n_clips])
+    return poses.subset(~is_val), poses.subset(is_val)
+
+
+def data_fingerprint(poses: PoseSet) -> str:
+    """A short hash of the training poses, so a resumed run refuses different data."""
+    h = hashlib.sha1()
+    h.update(np.ascontiguousarray(poses.joints3d).tobytes())
+    h.update("\n".join(np.unique(poses.clip).tolist()).encode())
+    return h.hexdigest()[:16]
+
+
+# ------------------------------------------------------------------------------- the trainer
+class LifterTrainer:
+    """Train a :class:`SimpleBaselineLifter` into a run folder; resumable; seeded.
+
+    After :meth:`fit`: ``model_`` (best weights, eval mode), ``history_`` (per-epoch records),
+    ``run_dir_``, ``best_epoch_``, ``best_val_mpjpe_`` (None without validation).
+    """
+
+    def __init__(self, config: TrainConfig | None = None):
+        self.config = TrainConfig() if config is None else config
+
+    def fit(self, train: PoseSet, *, out_dir, val: PoseSet | None = None,
+            sampler=None, resume: bool = True, progress: bool = True, init_from=None) -> dict:
+        """Train on ``train`` (3D poses, world mm) and write the run to ``out_dir``.
+
+        val: explicit validation poses; default: ``config.val_fraction`` of ``train`` cut by clip.
+        sampler: which training poses each epoch uses, and how often: a
+            ``torch.utils.data.Sampler`` (any iterable of indices) whose indices are rows of the
+            TRAIN PART (``train`` minus the validation clips), or a factory
+            ``sampler(train_part: PoseSet) -> Sampler`` that the trainer calls once with that part.
+            If the sampler has ``set_epoch(epoch)`` it is called before each epoch. Its order is
+            kept (each index is seen through ``n_views`` cameras in a row). Default: every train
+            pose ``n_views`` times per epoch, uniformly shuffled.
+        resume: continue from ``out_dir``'s last checkpoint when it holds a run of this config
+            and data; False starts afresh (removing that run's files).
+        init_from: a run folder whose best weights initialise the model (fine-tuning); the
+            architecture is then that run's. Ignored when resuming a run already started.
+        Returns a summary dict (run_dir, best_val_mpjpe, best_epoch, epochs, steps,
+        training_time_s, poses_per_s, n_train, n_val, resumed).
+        """
+        cfg = self.config
+        if train.joints3d is None:
+            raise DataError(None, "training needs 3D poses (the pose set has no joints3d)")
+        train.check_finite()
+        if val is not None:
+            if val.joints3d is None or len(val) == 0:
+                raise DataError(None, "the validation pose set is empty or has no joints3d")
+            val.check_finite()
+        out_dir = Path(out_dir)
+        old_threads = torch.get_num_threads()
+        if cfg.num_threads:
+            torch.set_num_threads(int(cfg.num_threads))
+        try:
+            # the run seeds torch's global generator (weight init, dropout); fork it so the
+            # caller's random state is the same before and after
+            with torch.random.fork_rng(devices=[]):
+                return self._fit(train, out_dir=out_dir, val=val, sampler=sampler, resume=resume,
+                                 progress=progress, init_from=init_from)
+        finally:
+            torch.set_num_threads(old_threads)
+
+    # ----------------------------------------------------------------------------------------
+    def _fit(self, train, *, out_dir, val, sampler, resume, progress, init_from) -> dict:
+        cfg = self.config
+        device = torch.device(cfg.device)
+        if val is None:
+            train_part, val_part = split_by_clip(train, val_fraction=cfg.val_fraction, seed=cfg.seed)
+        else:
+            train_part, val_part = train, val
+        if len(train_part) < 2:
+            raise DataError(None, f"too few training poses ({len(train_part)}) after the validation split")
+        root = root_joint_of(train)
+        camera_sampler = cfg.camera_sampler()
+        fingerprint = data_fingerprint(train)
+
+        model_config = cfg.model_config(n_joints=train.n_joints, root_joint=root)
+        init_weights = None
+        if init_from is not None:
+            source_model, _ = ckpt.load_lifter(init_from)
+            if source_model.n_joints != train.n_joints:
+                raise PoseCuratorError(f"init_from {init_from}: its lifter has {source_model.n_joints} joints, the data {train.n_joints}")
+            model_config = {**source_model.config(), "dropout": cfg.dropout, "max_norm": cfg.max_norm}
+            init_weights = source_model.state_dict()
+
+        torch.manual_seed(int(np.random.default_rng([cfg.seed, _INIT_STREAM]).integers(2**62)))
+        model = ckpt.build_lifter(model_config).to(device)
+        if init_weights is not None:
+            model.load_state_dict(init_weights)
+        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+        # validation pairs: fixed, seeded random cameras (never the evaluation rig)
+        val_pairs = None
+        if val_part is not None and len(val_part):
+            vrng = np.random.default_rng([cfg.seed, _VAL_STREAM])
+            vx, vy, _ = sample_training_pairs(val_part, rng=vrng, sampler=camera_sampler, n_views=cfg.val_views,
+                                              noise_px=cfg.noise_px_train)
+            val_pairs = (vx, vy)
+
+        run_meta = {
+            "train": cfg.to_dict(),
+            # the training camera ranges in full (RandomCameraSampler fields), for scorers that
+            # must see poses as this lifter saw them
+            "camera": dataclasses.asdict(camera_sampler),
+            "layout": train.layout,
+            "n_joints": int(train.n_joints),
+            "data": {"n_train": len(train_part), "n_val": 0 if val_part is None else len(val_part),
+                     "val_clips": [] if val_part is None or val is not None else sorted(np.unique(val_part.clip).tolist()),
+                     "val_given": val is not None, "fingerprint": fingerprint},
+            "init_from": None if init_from is None else str(init_from),
+        }
+
+        state = self._load_resume_state(out_dir, model, optimizer, run_meta) if resume else None
+        if state is None:
+            for name in _RUN_FILES:  # a fresh start must not mix with an older run's files
+                (out_dir / name).unlink(missing_ok=True)
+            state = {"epoch": -1, "step": 0, "best_epoch": None, "best_val_mpjpe": None,
+                     "train_time_s": 0.0, "pairs_seen": 0, "history": []}
+        resumed = state["epoch"] >= 0
+        data_sampler = self._resolve_sampler(sampler, train_part)
+
+        start_epoch = state["epoch"] + 1
+        steps_per_epoch = self._pairs_per_epoch(data_sampler, train_part) // cfg.batch_size or 1
+        total_steps = steps_per_epoch * cfg.epochs if cfg.max_steps is None else min(cfg.max_steps, steps_per_epoch * cfg.epochs)
+        bar = tqdm(total=total_steps, initial=min(state["step"], total_steps), desc="lifter", unit="step",
+                   disable=not progress, leave=False, dynamic_ncols=True)
+        try:
+            for epoch in range(start_epoch, cfg.epochs):
+                if cfg.max_steps is not None and state["step"] >= cfg.max_steps:
+                    break
+                record = self._train_epoch(epoch, model, optimizer, train_part, data_sampler, camera_sampler, state, bar, device)
+                if val_pairs is not None:
+                    record["val_mpjpe"] = float(mpjpe(predict(model, val_pairs[0], device=device), val_pairs[1]))
+                    bar.set_postfix(loss=f"{record['train_loss']:.1f}", val=f"{record['val_mpjpe']:.1f}")
+                else:
+                    record["val_mpjpe"] = None
+                state["history"].append(record)
+                improved = record["val_mpjpe"] is None or state["best_val_mpjpe"] is None or record["val_mpjpe"] < state["best_val_mpjpe"]
+                if improved:
+                    state["best_epoch"], state["best_val_mpjpe"] = epoch, record["val_mpjpe"]
+                    ckpt.save_tensors(out_dir / "best.safetensors", model.state_dict(), metadata={"epoch": epoch})
+                state["epoch"] = epoch
+                self._save_checkpoint(out_dir, model, optimizer, state, run_meta)
+        finally:
+            bar.close()
+
+        if state["epoch"] < 0:
+            raise PoseCuratorError(f"{out_dir}: nothing was trained (max_steps={cfg.max_steps}, epochs={cfg.epochs})")
+        best = ckpt.load_tensors(out_dir / "best.safetensors")
+        model.load_state_dict(best)
+        self.model_ = model.eval()
+        self.history_ = state["history"]
+        self.run_dir_ = out_dir
+        self.best_epoch_ = state["best_epoch"]
+        self.best_val_mpjpe_ = state["best_val_mpjpe"]
+        return {"run_dir": str(out_dir), "best_val_mpjpe": state["best_val_mpjpe"], "best_epoch": state["best_epoch"],
+                "epochs": state["epoch"] + 1, "steps": state["step"], "training_time_s": state["train_time_s"],
+                "poses_per_s": _rate(state), "n_train": len(train_part),
+                "n_val": 0 if val_part is None else len(val_part), "resumed": resumed}
+
+    # ----------------------------------------------------------------------------------------
+    def _train_epoch(self, epoch, model, optimizer, train_part, data_sampler, camera_sampler, state, bar, device) -> dict:
+        cfg = self.config
+        rng = np.random.default_rng([cfg.seed, _EPOCH_STREAM, epoch])
+        torch.manual_seed(int(rng.integers(2**62)))  # dropout of this epoch
+        lr = cfg.lr * cfg.lr_decay**epoch
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        if data_sampler is None:
+            index = self._uniform_epoch_index(epoch, len(train_part))
+        else:
+            if hasattr(data_sampler, "set_epoch"):
+                data_sampler.set_epoch(epoch)
+            index = np.repeat(self._sampler_indices(data_sampler, len(train_part)), cfg.n_views)
+            if cfg.max_epoch_pairs is not None and len(index) > cfg.max_epoch_pairs:
+                # a seeded subset, in the sampler's order
+                index = index[np.sort(rng.choice(len(index), cfg.max_epoch_pairs, replace=False))]
+        x2d, y3d, _ = sample_training_pairs(train_part, rng=rng, sampler=camera_sampler, index=index,
+                                            noise_px=cfg.noise_px_train)
+        x2d, y3d = torch.from_numpy(x2d).to(device), torch.from_numpy(y3d).to(device)
+        n = len(x2d)
+        # drop a last incomplete batch (batch norm statistics of a handful of pairs are noise)
+        n_used = n - n % cfg.batch_size if n >= cfg.batch_size else n
+        model.train()
+        t0 = time.perf_counter()
+        loss_sum, pairs = 0.0, 0
+        for start in range(0, n_used, cfg.batch_size):
+            if cfg.max_steps is not None and state["step"] >= cfg.max_steps:
+                break
+            xb, yb = x2d[start:start + cfg.batch_size], y3d[start:start + cfg.batch_size]
+            if len(xb) < 2:
+                break
+            loss = mpjpe_torch(model(xb), yb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            model.apply_max_norm()
+            state["step"] += 1
+            loss_sum += float(loss.detach()) * len(xb)
+            pairs += len(xb)
+            bar.update(1)
+        seconds = time.perf_counter() - t0
+        state["train_time_s"] += seconds
+        state["pairs_seen"] += pairs
+        return {"epoch": epoch, "train_loss": loss_sum / max(pairs, 1), "lr": lr, "pairs": pairs,
+                "steps": state["step"], "time_s": seconds, "poses_per_s": pairs / seconds if seconds > 0 else None}
+
+    def _uniform_epoch_index(self, epoch: int, n_poses: int) -> np.ndarray:
+        """Pose rows of epoch ``epoch`` without a sampler: every pose ``n_views`` times in a seeded
+        shuffle; with ``max_epoch_pairs`` the epoch's slice of an endless stream of such shuffles."""
+        cfg = self.config
+        per_pass = n_poses * cfg.n_views
+        size = per_pass if cfg.max_epoch_pairs is None else min(cfg.max_epoch_pairs, per_pass)
+        start, stop = epoch * size, (epoch + 1) * size
+        parts = []
+        for k in range(start // per_pass, (stop - 1) // per_pass + 1):
+            shuffle = np.random.default_rng([cfg.seed, _PASS_STREAM, k]).permutation(per_pass)
+            parts.append(shuffle[max(start - k * per_pass, 0):min(stop - k * per_pass, per_pass)])
+        return np.concatenate(parts) % n_poses  # pair j of a pass is pose j mod n_poses
+
+    @staticmethod
+    def _resolve_sampler(sampler, train_part):
+        if sampler is None:
+            return None
+        if hasattr(sampler, "__iter__") and not isinstance(sampler, type):
+            return sampler
+        if callable(sampler):  # a function or a class taking the train part
+            made = sampler(train_part)
+            if not hasattr(made, "__iter__"):
+                raise PoseCuratorError(f"the sampler factory returned {type(made).__name__}, not an iterable of indices")
+            return made
+        raise PoseCuratorError(f"sampler must be a torch Sampler (iterable of indices) or a factory, got {type(sampler).__name__}")
+
+    @staticmethod
+    def _sampler_indices(data_sampler, n: int) -> np.ndarray:
+        index = np.fromiter((int(i) for i in iter(data_sampler)), dtype=np.int64)
+        if len(index) == 0:
+            raise PoseCuratorError("the sampler yielded no indices")
+        if index.min() < 0 or index.max() >= n:
+            raise PoseCuratorError(f"the sampler yielded indices outside the {n} rows of the training part "
+                                   f"({index.min()}..{index.max()}); indices are rows of the train part after the validation split")
+        return index
+
+    def _pairs_per_epoch(self, data_sampler, train_part) -> int:
+        n = len(train_part) * self.config.n_views
+        if data_sampler is not None and hasattr(data_sampler, "__len__"):
+            n = len(data_sampler) * self.config.n_views
+        return n if self.config.max_epoch_pairs is None else min(n, self.config.max_epoch_pairs)
+
+    def _save_checkpoint(self, out_dir: Path, model, optimizer, state: dict, run_meta: dict) -> None:
+        # state.json goes last: it is what marks the checkpoint complete
+        history = _history_doc(state)
+        ckpt.save_run(out_dir, model, {**run_meta, "history": history}, name="last")
+        tensors, opt_meta = ckpt.optimizer_to_files(optimizer.state_dict())
+        ckpt.save_tensors(out_dir / ckpt.OPTIMIZER_FILE, tensors)
+        ckpt.write_json(out_dir / ckpt.HISTORY_FILE, history)
+        ckpt.write_json(out_dir / ckpt.STATE_FILE, {
+            "epoch": state["epoch"], "step": state["step"], "best_epoch": state["best_epoch"],
+            "best_val_mpjpe": state["best_val_mpjpe"], "train_time_s": state["train_time_s"],
+            "pairs_seen": state["pairs_seen"], "optimizer": opt_meta,
+            # the RNG state of every epoch is a function of these (see _train_epoch)
+            "rng": {"numpy_seed_sequence_of_next_epoch": [self.config.seed, _EPOCH_STREAM, state["epoch"] + 1],
+                    "torch": "manual_seed drawn from that numpy stream"},
+            "fingerprint": run_meta["data"]["fingerprint"],
+        })
+
+    def _load_resume_state(self, out_dir: Path, model, optimizer, run_meta: dict) -> dict | None:
+        state_path = out_dir / ckpt.STATE_FILE
+        if not state_path.is_file() or not (out_dir / "last.safetensors").is_file():
+            return None
+        stored = ckpt.read_json(out_dir / ckpt.CONFIG_FILE)
+        old_train = dict(stored.get("train", {}))
+        new_train = run_meta["train"]
+        changed = sorted(k for k in set(old_train) | set(new_train)
+                         if k not in _RESUMABLE_CHANGES | {"preset_name"} and old_train.get(k) != new_train.get(k))
+        if changed:
+            raise PoseCuratorError(f"{out_dir} holds a run with a different training config ({', '.join(changed)}); "
+                                   "use another output folder or resume=False to start afresh")
+        state_doc = ckpt.read_json(state_path)
+        if state_doc.get("fingerprint") != run_meta["data"]["fingerprint"]:
+            raise PoseCuratorError(f"{out_dir} holds a run trained on different data; use another output folder or resume=False")
+        model.load_state_dict(ckpt.load_tensors(out_dir / "last.safetensors"))
+        optimizer.load_state_dict(ckpt.optimizer_from_files(ckpt.load_tensors(out_dir / ckpt.OPTIMIZER_FILE), state_doc["optimizer"]))
+        history = ckpt.read_json(out_dir / ckpt.HISTORY_FILE)
+        return {"epoch": int(state_doc["epoch"]), "step": int(state_doc["step"]), "best_epoch": state_doc["best_epoch"],
+                "best_val_mpjpe": state_doc["best_val_mpjpe"], "train_time_s": float(state_doc["train_time_s"]),
+                "pairs_seen": int(state_doc["pairs_seen"]), "history": list(history.get("epochs", []))}
+
+
+def _rate(state: dict) -> float | None:
+    return state["pairs_seen"] / state["train_time_s"] if state["train_time_s"] > 0 else None
+
+
+def _history_doc(state: dict) -> dict:
+    return {"epochs": state["history"], "best_epoch": state["best_epoch"], "best_val_mpjpe": state["best_val_mpjpe"],
+            "steps": state["step"], "training_time_s": state["train_time_s"], "pairs_seen": state["pairs_seen"],
+            "poses_per_s": _rate(state)}
+
+
+SamplerFactory = Callable[[PoseSet], "torch.utils.data.Sampler"]
