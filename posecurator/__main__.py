@@ -1,0 +1,5 @@
+import sys
+
+from posecurator.cli.main import main
+
+sys.exit(main())

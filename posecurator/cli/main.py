@@ -1,0 +1,250 @@
+"""The `posecurator` command line. Subcommand names and JSON keys are a public interface."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from posecurator.errors import PoseCuratorError
+
+EPILOG = """\
+examples:
+  posecurator demo                                   # import -> train -> evaluate on clips shipped with pybullet
+  posecurator import ../shared/data/hdm05 -o hdm05.pcs
+  posecurator import my_rig_bvhs/ -o mine.pcs --mapping my_rig.yaml
+  posecurator info hdm05.pcs --json
+  posecurator export hdm05.pcs --format videopose3d -o data_3d_hdm05.npz
+  posecurator train hdm05.pcs -o runs/base --seed 0
+  posecurator evaluate runs/base cmu.pcs --noise 5 --json
+  posecurator bench hdm05-xsub --data ../shared/data
+  posecurator bench custom --train train_folder/ --test test_folder/
+"""
+
+
+_COMMON = argparse.ArgumentParser(add_help=False)
+_COMMON.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+def _add(sub, name, help_, examples):
+    return sub.add_parser(name, help=help_, description=help_, epilog="examples:\n" + examples, parents=[_COMMON],
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="posecurator", description="Make better training data for 3D human pose estimators.",
+                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"posecurator {__import__('posecurator').__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = _add(sub, "import", "Import a file or folder (BVH, ASF/AMC, VideoPose3D/mmpose npz, COCO json) into a dataset.",
+             "  posecurator import ../shared/data/hdm05 -o hdm05.pcs\n  posecurator import rig.bvh -o rig.pcs --mapping rig.yaml\n")
+    s.add_argument("src", help="file or folder to import (searched recursively)")
+    s.add_argument("-o", "--output", required=True, help="dataset folder to write (.pcs by convention)")
+    s.add_argument("--mapping", help="YAML/JSON joint mapping (target joint -> source joint or {midpoint: [a, b]}) for a new skeleton")
+    s.add_argument("--fps", type=float, default=30.0, help="target frame rate (default 30)")
+
+    s = _add(sub, "info", "Summarise a dataset (frames, clips, subjects, activities).",
+             "  posecurator info hdm05.pcs\n  posecurator info hdm05.pcs --json\n")
+    s.add_argument("dataset")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+
+    s = _add(sub, "export", "Write a dataset in another project's layout (VideoPose3D or mmpose Human3.6M npz).",
+             "  posecurator export hdm05.pcs --format videopose3d -o data_3d_hdm05.npz\n  posecurator export hdm05.pcs --format mmpose -o h36m_hdm05.npz\n")
+    s.add_argument("dataset")
+    s.add_argument("--format", required=True, choices=["videopose3d", "mmpose"])
+    s.add_argument("-o", "--output", required=True)
+
+    s = _add(sub, "train", "Train the 2D-to-3D lifter (validation split cut from the training data; resumable).",
+             "  posecurator train hdm05.pcs -o runs/base\n  posecurator train hdm05.pcs -o runs/big --preset large --seed 1\n"
+             "  posecurator train bandai.pcs -o runs/hard --sampler hard:0.33\n")
+    s.add_argument("dataset", help="dataset folder (or any importable file/folder)")
+    s.add_argument("-o", "--output", required=True, help="run folder (re-running resumes from its last checkpoint)")
+    s.add_argument("--config", help="JSON file of TrainConfig fields")
+    s.add_argument("--preset", default="default", help="fast | default | large (default: default)")
+    s.add_argument("--seed", type=int, default=None)
+    s.add_argument("--val-fraction", type=float, default=None, help="fraction of clips held out for validation")
+    s.add_argument("--noise-px", type=float, default=None, help="Gaussian 2D noise (px) added while training")
+    s.add_argument("--sampler", default=None, help="hard:FRACTION | curriculum[:SCHEDULE] | random:FRACTION")
+    s.add_argument("--scores", default=None, help="difficulty scores from `posecurator difficulty` for --sampler")
+
+    s = _add(sub, "evaluate", "Evaluate a trained lifter on a dataset through the fixed evaluation rig of BENCHMARK.md.",
+             "  posecurator evaluate runs/base hdm05_dg.pcs --json\n  posecurator evaluate runs/base cmu.pcs --noise 5 --seed 0 --json\n")
+    s.add_argument("run_dir")
+    s.add_argument("dataset")
+    s.add_argument("--noise", type=float, default=0.0, help="2D noise std in pixels (noisy 2D setting: 5)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--json", action="store_true", help="print one JSON object (keys mpjpe, pa_mpjpe, pck3d, auc, n_poses, per_activity)")
+
+    s = _add(sub, "bench", "Run a split of ../shared/BENCHMARK.md (all methods, seeds, GT and noisy 2D) and print its table.",
+             "  posecurator bench hdm05-xsub\n  posecurator bench bandai-to-hdm05 --data ../shared/data --seeds 0 1 2\n"
+             "  posecurator bench custom --train my_train/ --test my_test/ --mapping rig.yaml\n")
+    s.add_argument("split", help="hdm05-xsub | bandai-to-hdm05 | hdm05-to-cmu | custom (with --train/--test)")
+    s.add_argument("--data", help="data root (default ../shared/data)")
+    s.add_argument("--train", help="training file/folder (any supported format)")
+    s.add_argument("--test", help="test file/folder")
+    s.add_argument("--mapping", help="mapping file for --train/--test skeletons")
+    s.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    s.add_argument("--settings", nargs="+", default=["gt", "noisy"], choices=["gt", "noisy"])
+    s.add_argument("--methods", nargs="+", default=["baseline"])
+    s.add_argument("--preset", default="fast", help="lifter training preset (default fast: fits the 30-minute budget)")
+    s.add_argument("--config", help="JSON file of TrainConfig fields (overrides --preset)")
+    s.add_argument("-o", "--output", default=None, help="output folder (default bench-out/SPLIT)")
+
+    s = _add(sub, "demo", "The main job on an embedded default: DeepMimic reference clips shipped in pybullet -> train -> evaluate.",
+             "  posecurator demo\n  posecurator demo -o demo-out --preset fast\n")
+    s.add_argument("-o", "--output", default="demo-out")
+    s.add_argument("--preset", default="fast")
+    s.add_argument("--seed", type=int, default=0)
+
+    # Method pipelines add their own subcommands (ADD: add/augment/score; VAE: difficulty).
+    for module in _extension_modules():
+        module.register(sub, _add, COMMANDS)
+    return p
+
+
+EXTENSIONS = ("posecurator.cli.commands_add", "posecurator.cli.commands_vae")
+
+
+def _extension_modules():
+    import importlib
+
+    mods = []
+    for name in EXTENSIONS:
+        try:
+            mods.append(importlib.import_module(name))
+        except ModuleNotFoundError as e:
+            if e.name != name:
+                raise
+    return mods
+
+
+def _load_config(path):
+    from posecurator.errors import DataError
+    from posecurator.train.trainer import TrainConfig
+
+    try:
+        return TrainConfig.from_json(Path(path).read_text())
+    except (OSError, ValueError, TypeError) as e:
+        raise DataError(path, f"bad training config: {e}") from None
+
+
+def cmd_import(args):
+    from posecurator.io import import_path
+
+    ps = import_path(args.src, mapping=args.mapping, fps=args.fps, progress=not args.quiet)
+    ps.save(args.output)
+    s = ps.summary()
+    print(f"imported {s['frames']} frames, {s['clips']} clips, {len(s['subjects'])} subjects, "
+          f"{len(s['activities'])} activities -> {args.output}")
+
+
+def cmd_info(args):
+    from posecurator.pipelines.splits import load_dataset
+
+    s = load_dataset(args.dataset, progress=not args.quiet).summary()
+    if args.json:
+        print(json.dumps(s))
+    else:
+        for k, v in s.items():
+            if isinstance(v, list):
+                v = f"{len(v)}: " + ", ".join(map(str, v[:20])) + (" ..." if len(v) > 20 else "")
+            print(f"{k:>11}: {v}")
+
+
+def cmd_export(args):
+    from posecurator.io import h36m_npz
+    from posecurator.pipelines.splits import load_dataset
+
+    ps = load_dataset(args.dataset, progress=not args.quiet)
+    if args.format == "videopose3d":
+        h36m_npz.write_videopose3d_npz(ps, args.output)
+    else:
+        h36m_npz.write_mmpose_h36m_npz(ps, args.output)
+    print(f"wrote {len(ps)} poses in {args.format} layout -> {args.output}")
+
+
+def cmd_train(args):
+    from posecurator.pipelines.splits import load_dataset
+    from posecurator.train.trainer import LifterTrainer, TrainConfig
+
+    config = _load_config(args.config) if args.config else TrainConfig.preset(args.preset)
+    if args.seed is not None:
+        config.seed = args.seed
+    if args.val_fraction is not None:
+        config.val_fraction = args.val_fraction
+    if args.noise_px is not None:
+        config.noise_px_train = args.noise_px
+    sampler = None
+    if args.sampler:
+        from posecurator.selection.samplers import parse_sampler_spec
+
+        sampler = parse_sampler_spec(args.sampler, scores=args.scores, seed=config.seed)
+    ps = load_dataset(args.dataset, progress=not args.quiet)
+    result = LifterTrainer(config).fit(ps, out_dir=args.output, sampler=sampler, progress=not args.quiet)
+    best = result.get("best_val_mpjpe") if isinstance(result, dict) else None
+    print(f"trained lifter -> {args.output}" + (f" (best validation MPJPE {best:.1f} mm)" if best is not None else ""))
+
+
+def cmd_evaluate(args):
+    from posecurator.pipelines.splits import load_dataset
+    from posecurator.train.evaluate import evaluate_run
+
+    ps = load_dataset(args.dataset, progress=not args.quiet)
+    res = evaluate_run(args.run_dir, ps, noise_px=args.noise, seed=args.seed)
+    if args.json:
+        print(json.dumps(res))
+    else:
+        print(f"MPJPE {res['mpjpe']:.1f} mm  PA-MPJPE {res['pa_mpjpe']:.1f} mm  PCK3D@150 {100 * res['pck3d']:.1f}%  "
+              f"AUC {100 * res['auc']:.1f}%  ({res['n_poses']} 2D-3D pairs)")
+        for act, r in sorted(res["per_activity"].items()):
+            print(f"  {act:<32} MPJPE {r['mpjpe']:7.1f}  PA-MPJPE {r['pa_mpjpe']:7.1f}  n={r['n_poses']}")
+
+
+def cmd_bench(args):
+    from posecurator.pipelines.bench import run_bench
+    from posecurator.pipelines.splits import custom_split, resolve_split
+
+    if args.train or args.test or args.split == "custom":
+        if not (args.train and args.test):
+            raise PoseCuratorError("bench: give both --train and --test (or a split name without them)")
+        split = custom_split(args.train, args.test, mapping=args.mapping)
+    else:
+        split = resolve_split(args.split, args.data)
+    out = Path(args.output or Path("bench-out") / split.name)
+    res = run_bench(split, out_dir=out, seeds=args.seeds, settings=args.settings, methods=args.methods,
+                    preset=args.preset, config=_load_config(args.config) if args.config else None, progress=not args.quiet, log=lambda m: print(m, file=sys.stderr))
+    print((out / "table.md").read_text())
+    print(f"results: {out / 'results.json'} ({res['wall_time_s']:.0f} s)")
+
+
+def cmd_demo(args):
+    from posecurator.pipelines.demo import run_demo
+
+    run_demo(out_dir=args.output, preset=args.preset, seed=args.seed, progress=not args.quiet)
+
+
+COMMANDS = {"import": cmd_import, "info": cmd_info, "export": cmd_export, "train": cmd_train,
+            "evaluate": cmd_evaluate, "bench": cmd_bench, "demo": cmd_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except PoseCuratorError as e:
+        print(f"posecurator {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
+        print(f"posecurator {args.command}: error: {e.filename or ''}: {e.strerror}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"posecurator {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

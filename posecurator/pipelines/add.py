@@ -1,0 +1,759 @@
+"""AugData Distillation (ADD, ../shared/papers/000_*.txt) end to end, and its benchmark rows.
+
+:func:`run_add` wires the layers together; the logic lives in them:
+
+1. Cut a validation part from the training poses by clip (:func:`posecurator.train.split_by_clip`,
+   the trainer's own split with the lifter's ``val_fraction`` and seed). Everything below
+   breeds, fits and trains on the rest (the *train part*); the validation part only judges
+   (best epoch of every lifter, and the multiplier / Optuna searches). No test split is ever seen.
+2. Train the *reference lifter* on the train part (``OUT/reference``).
+3. Fit the plausibility prior (:class:`~posecurator.augment.JointAnglePrior`) and the reference
+   distribution (:class:`~posecurator.scoring.density.DensityScorer`) on the train part, once.
+4. Optionally search the multiplier (the paper's multi-scale search) or keep / multiplier / w
+   jointly (Optuna TPE). Each candidate distils its augmentation and trains a *cheap* lifter on
+   train part + candidate: ``search_epochs`` x the lifter's epochs (default 10 %), fine-tuned from
+   the reference (or from scratch when ``retrain="scratch"``), judged by its best validation MPJPE.
+   Budget: multiscale = up to 10 + 9 * (levels - 1) candidates (28 for the paper's 3 levels);
+   bayes = ``n_trials`` candidates.
+5. Scale distillation: generate -> quality-distil (keep the lowest-scoring ``keep`` fraction of
+   ``w * (1 - prob) + (1 - w) * error'``) -> the distilled set joins the breeding population,
+   until train part + distilled = ``multiplier`` x train part.
+6. Retrain on train part + distilled: fine-tune from the reference lifter (the paper's way,
+   ``finetune_epochs`` x the lifter's epochs at ``finetune_lr`` x its learning rate) or from
+   scratch with the full schedule.
+7. Write ``OUT/``: ``distilled.pcs`` (the original training poses, generation 0, plus the
+   distilled augmentation, with lineage), ``lifter/`` (the final run folder), ``config.json`` +
+   ``best.safetensors`` (a copy of the final lifter, so ``posecurator evaluate OUT DATA`` works
+   as well as ``posecurator evaluate OUT/lifter DATA``), ``reference/`` (the reference lifter),
+   ``add_config.json``, ``summary.json`` and ``plots/`` (score histogram, PCA map, gallery).
+
+Benchmark methods (registered in :data:`posecurator.pipelines.bench.METHODS`): ``full_aug``,
+``random_subset``, ``quality_only``, ``scale_only``, ``add``, ``add_optuna``; see
+:func:`bench_full_aug` and its neighbours. Each honours the bench's lifter config (seed, 2D noise),
+is deterministic given the seed, and caches what methods of one (setting, seed) share (the
+reference lifter, the full augmentation) in ``<runs>/shared-<setting>-seed<seed>/``. The ADD
+options of the bench rows are :data:`BENCH_CONFIG`, or the JSON file named by the environment
+variable ``POSECURATOR_ADD_CONFIG``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from posecurator.augment import EvolutionConfig, JointAnglePrior, evolve, next_sample_id
+from posecurator.errors import DataError, PoseCuratorError
+from posecurator.poseset import PoseSet
+from posecurator.scoring.density import DensityScorer
+from posecurator.scoring.lifter_error import LifterErrorScorer
+from posecurator.selection.distill import (
+    QualityDistiller,
+    ScaleDistiller,
+    multiplier_objective,
+    multiscale_multiplier_search,
+    optuna_search,
+    params_objective,
+)
+from posecurator.train.trainer import LifterTrainer, TrainConfig, data_fingerprint, split_by_clip
+
+SEARCHES = ("none", "multiscale", "bayes")
+RETRAINS = ("finetune", "scratch")
+
+
+# ------------------------------------------------------------------------------------ config
+@dataclass
+class ADDConfig:
+    """Every option of an ADD run (stored as ``add_config.json``; load with :meth:`load`).
+
+    Generation: ``evolution`` (an :class:`EvolutionConfig` or its dict: operators and their
+    rates, offspring ratio, batch size, max generations; its ``seed`` and ``multiple`` are set
+    from ``seed`` / the multiplier here), ``prior`` (keyword options of :class:`JointAnglePrior`),
+    ``full_multiple`` (T of the full-augmentation baseline, 5 as TAG-Net).
+    Quality distillation: ``w`` weight of the diversity term ``1 - prob``, ``keep`` fraction kept
+    per generation (0.8, the paper), ``density`` (options of :class:`DensityScorer`),
+    ``error_normalization`` ("minmax" | "rank" | "robust"), ``error_views`` random cameras per
+    pose for the lifter-error term. Scale distillation: ``multiplier`` (1.6, the paper's best:
+    train part + distilled = 1.6 x train part), ``population`` ("all" | "last").
+    Search: ``search`` ("none" | "multiscale" | "bayes"), ``n_trials`` (bayes), ``search_epochs``
+    (fraction of the lifter's epochs a candidate trains), ``multiscale_whole`` and
+    ``multiscale_levels`` (the paper: 1..10 and 3 levels), ``bayes_keep`` / ``bayes_multiplier`` /
+    ``bayes_w`` (ranges, or one number to fix a parameter).
+    Retraining: ``retrain`` ("finetune" from the reference lifter, as the paper, | "scratch"),
+    ``finetune_epochs`` (fraction of the lifter's epochs), ``finetune_lr`` (factor on its lr).
+    Lifter: ``lifter_preset`` (a :class:`TrainConfig` preset) with ``lifter`` overrides (any
+    TrainConfig field), ``noise_px`` (2D noise of training and of the lifter-error term).
+    ``seed`` seeds everything (it overrides the lifter's seed). Report: ``plots``,
+    ``gallery`` poses per gallery row.
+    """
+
+    evolution: EvolutionConfig = field(default_factory=EvolutionConfig)
+    prior: dict = field(default_factory=dict)
+    full_multiple: float = 5.0
+    w: float = 0.5
+    keep: float = 0.8
+    density: dict = field(default_factory=dict)
+    error_normalization: str = "minmax"
+    error_views: int = 1
+    multiplier: float = 1.6
+    population: str = "all"
+    search: str = "none"
+    n_trials: int = 8
+    search_epochs: float = 0.1
+    multiscale_whole: list = field(default_factory=lambda: list(range(1, 11)))
+    multiscale_levels: int = 3
+    bayes_keep: list | float = field(default_factory=lambda: [0.5, 1.0])
+    bayes_multiplier: list | float = field(default_factory=lambda: [1.0, 5.0])
+    bayes_w: list | float = field(default_factory=lambda: [0.0, 1.0])
+    retrain: str = "finetune"
+    finetune_epochs: float = 0.5
+    finetune_lr: float = 1.0
+    lifter_preset: str = "fast"
+    lifter: dict = field(default_factory=dict)
+    noise_px: float = 0.0
+    seed: int = 0
+    plots: bool = True
+    gallery: int = 6
+
+    def __post_init__(self):
+        if isinstance(self.evolution, dict):
+            try:
+                self.evolution = EvolutionConfig(**self.evolution)
+            except TypeError as e:
+                raise PoseCuratorError(f"bad ADD evolution options: {e}") from None
+        checks = [
+            (0.0 <= self.w <= 1.0, f"w must lie in [0, 1], got {self.w}"),
+            (0.0 < self.keep <= 1.0, f"keep must lie in (0, 1], got {self.keep}"),
+            (self.multiplier >= 1.0, f"multiplier must be >= 1 (the original counts), got {self.multiplier}"),
+            (self.full_multiple >= 1.0, f"full_multiple must be >= 1, got {self.full_multiple}"),
+            (self.search in SEARCHES, f"search must be one of {', '.join(SEARCHES)}, got {self.search!r}"),
+            (self.retrain in RETRAINS, f"retrain must be one of {', '.join(RETRAINS)}, got {self.retrain!r}"),
+            (self.n_trials >= 1, f"n_trials must be >= 1, got {self.n_trials}"),
+            (0.0 < self.search_epochs <= 1.0, f"search_epochs must lie in (0, 1], got {self.search_epochs}"),
+            (0.0 < self.finetune_epochs <= 1.0, f"finetune_epochs must lie in (0, 1], got {self.finetune_epochs}"),
+            (self.finetune_lr > 0, f"finetune_lr must be > 0, got {self.finetune_lr}"),
+            (self.multiscale_levels >= 1, "multiscale_levels must be >= 1"),
+            (self.error_views >= 1, "error_views must be >= 1"),
+            (self.population in ("all", "last"), f"population must be 'all' or 'last', got {self.population!r}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise PoseCuratorError(f"ADD config: {message}")
+
+    # ---------------------------------------------------------------- (de)serialisation
+    def to_dict(self) -> dict:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["evolution"] = self.evolution.to_dict()
+        return json.loads(json.dumps(d))  # plain JSON types (tuples -> lists)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ADDConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise PoseCuratorError(f"unknown ADD config keys: {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**d)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        path = Path(path)
+        _write_json(path, self.to_dict())
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "ADDConfig":
+        path = Path(path)
+        try:
+            doc = json.loads(path.read_text())
+        except OSError as e:
+            raise DataError(path, f"cannot read ADD config: {e.strerror or e}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise DataError(path, f"ADD config is not valid JSON: {e}") from None
+        if not isinstance(doc, dict):
+            raise DataError(path, "ADD config must be a JSON object of ADDConfig fields")
+        try:
+            return cls.from_dict(doc)
+        except (PoseCuratorError, TypeError, ValueError) as e:
+            raise DataError(path, str(e)) from None
+
+    def replace(self, **changes) -> "ADDConfig":
+        return dataclasses.replace(self, **changes)
+
+    # ---------------------------------------------------------------- derived configs
+    def train_config(self) -> TrainConfig:
+        """The lifter's TrainConfig: preset + overrides, with this run's seed and 2D noise."""
+        try:
+            cfg = TrainConfig.preset(self.lifter_preset, **self.lifter)
+        except TypeError as e:
+            raise PoseCuratorError(f"ADD config: bad lifter overrides: {e}") from None
+        cfg.seed, cfg.noise_px_train = int(self.seed), float(self.noise_px)
+        return cfg
+
+    def evolution_config(self, *, multiple: float | None = None) -> EvolutionConfig:
+        """The evolution config with this run's seed (and ``multiple`` for full augmentation)."""
+        return dataclasses.replace(self.evolution, seed=int(self.seed),
+                                   multiple=self.full_multiple if multiple is None else float(multiple))
+
+
+def _write_json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=1, default=_json_default))
+    os.replace(tmp, path)
+
+
+def _json_default(o):
+    if isinstance(o, (np.floating, np.integer, np.bool_)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+# ------------------------------------------------------------------------------- building blocks
+def lifter_error_scorer(run_dir: str | os.PathLike, *, seed: int = 0, noise_px: float | None = None,
+                        n_views: int = 1, which: str = "best") -> LifterErrorScorer:
+    """A fitted :class:`LifterErrorScorer` for the lifter of a run folder: its predictions
+    (``posecurator.train.predict``), the camera ranges it was trained with, and (unless given)
+    its training 2D noise."""
+    from posecurator.train.checkpoint import load_lifter
+    from posecurator.train.evaluate import predict
+
+    model, config = load_lifter(run_dir, which=which)
+    train = config.get("train", {}) or {}
+    noise = float(train.get("noise_px_train", 0.0) or 0.0) if noise_px is None else float(noise_px)
+    scorer = LifterErrorScorer(predict_fn=lambda x2d: predict(model, x2d), camera=train.get("camera"),
+                               n_views=n_views, noise_px=noise, seed=seed)
+    return scorer.fit()
+
+
+def split_validation(train: PoseSet, train_cfg: TrainConfig) -> tuple[PoseSet, PoseSet | None]:
+    """(train part, validation part) cut by clip exactly as the trainer would cut it."""
+    if train.joints3d is None:
+        raise DataError(None, "ADD needs 3D poses (the training set has no joints3d)")
+    if train.layout != "h36m17":
+        raise DataError(None, f"ADD works on h36m17 poses, the training set is {train.layout}")
+    train.check_finite()
+    return split_by_clip(train, val_fraction=train_cfg.val_fraction, seed=train_cfg.seed)
+
+
+def with_augmentation(train_part: PoseSet, augmented: PoseSet | None) -> PoseSet:
+    """Train part (3D only) followed by the augmented poses: the set a lifter trains on."""
+    base = train_part.replace(joints2d=None, visibility=None, camera=None)
+    if augmented is None or len(augmented) == 0:
+        return base
+    return PoseSet.concatenate([base, augmented.replace(joints2d=None, visibility=None, camera=None)])
+
+
+def finetune_config(train_cfg: TrainConfig, *, epochs_fraction: float, lr_factor: float = 1.0) -> TrainConfig:
+    """The lifter config for fine-tuning: ``epochs_fraction`` of the epochs (at least one),
+    learning rate times ``lr_factor``; everything else (seed, noise, cameras) unchanged."""
+    return dataclasses.replace(train_cfg, epochs=max(1, int(round(train_cfg.epochs * epochs_fraction))),
+                               lr=train_cfg.lr * lr_factor)
+
+
+def train_lifter(poses: PoseSet, out_dir: str | os.PathLike, config: TrainConfig, *, val: PoseSet | None,
+                 init_from=None, progress: bool = False) -> dict:
+    """Train (fresh, never resuming) and return the trainer's summary plus ``wall_s``."""
+    t0 = time.perf_counter()
+    result = LifterTrainer(config).fit(poses, out_dir=out_dir, val=val, init_from=init_from, resume=False,
+                                       progress=progress)
+    result["wall_s"] = time.perf_counter() - t0
+    return result
+
+
+@dataclass
+class ADDContext:
+    """What one ADD run (or a benchmark row) works with: the config, the lifter's training
+    config, the train / validation parts, and the fitted prior and reference distribution."""
+
+    config: ADDConfig
+    train_config: TrainConfig
+    original: PoseSet
+    train_part: PoseSet
+    val_part: PoseSet | None
+    prior: JointAnglePrior
+    density: DensityScorer
+    times: dict = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, train: PoseSet, config: ADDConfig, train_cfg: TrainConfig | None = None) -> "ADDContext":
+        train_cfg = config.train_config() if train_cfg is None else train_cfg
+        train_part, val_part = split_validation(train, train_cfg)
+        times = {}
+        t0 = time.perf_counter()
+        prior = JointAnglePrior(**config.prior).fit(train_part)
+        times["prior_fit_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        density = DensityScorer(**{"seed": int(config.seed), **config.density}).fit(train_part)
+        times["density_fit_s"] = time.perf_counter() - t0
+        return cls(config, train_cfg, train, train_part, val_part, prior, density, times)
+
+    def scale_distiller(self, *, reference_dir, multiplier: float | None = None, keep: float | None = None,
+                        w: float | None = None, record: bool = False, progress: bool = False) -> ScaleDistiller:
+        """Quality + scale distillation around the reference lifter and the fitted reference distribution."""
+        cfg = self.config
+        w = cfg.w if w is None else float(w)
+        rationality = None
+        if w < 1.0:
+            rationality = lifter_error_scorer(reference_dir, seed=int(cfg.seed), noise_px=self.train_config.noise_px_train,
+                                              n_views=cfg.error_views)
+        distiller = QualityDistiller(w=w, keep=cfg.keep if keep is None else float(keep), density=self.density,
+                                     rationality=rationality, error_normalization=cfg.error_normalization)
+        distiller.fit(self.train_part)
+        return ScaleDistiller(multiplier=cfg.multiplier if multiplier is None else float(multiplier), distiller=distiller,
+                              prior=self.prior, evolution=cfg.evolution_config(), population=cfg.population,
+                              progress=progress, record=record)
+
+    def candidate_trainer(self, *, reference_dir, work_dir: Path, log=None) -> Callable[[PoseSet], float]:
+        """``train_eval(augmented) -> validation MPJPE`` for the searches: a cheap lifter
+        (``search_epochs`` of the schedule) on train part + augmented, fine-tuned from the
+        reference (or from scratch), judged on the validation part. Trial runs are deleted."""
+        if self.val_part is None:
+            raise PoseCuratorError("the multiplier search needs a validation split: set the lifter's val_fraction > 0")
+        cfg = self.config
+        cheap = finetune_config(self.train_config, epochs_fraction=cfg.search_epochs,
+                                lr_factor=cfg.finetune_lr if cfg.retrain == "finetune" else 1.0)
+        init = reference_dir if cfg.retrain == "finetune" else None
+        counter = [0]
+
+        def train_eval(augmented: PoseSet) -> float:
+            counter[0] += 1
+            run = work_dir / f"trial-{counter[0]:03d}"
+            res = train_lifter(with_augmentation(self.train_part, augmented), run, cheap, val=self.val_part, init_from=init)
+            shutil.rmtree(run, ignore_errors=True)
+            err = float(res["best_val_mpjpe"])
+            if log is not None:
+                log(f"[add] search candidate {counter[0]}: {len(augmented)} augmented poses -> validation MPJPE {err:.1f} mm")
+            return err
+
+        return train_eval
+
+    def retrain(self, augmented: PoseSet, out_dir, *, reference_dir, progress: bool = False) -> dict:
+        """The final lifter on train part + augmented: fine-tuned from the reference or from scratch."""
+        cfg = self.config
+        if cfg.retrain == "finetune":
+            tcfg = finetune_config(self.train_config, epochs_fraction=cfg.finetune_epochs, lr_factor=cfg.finetune_lr)
+            return train_lifter(with_augmentation(self.train_part, augmented), out_dir, tcfg, val=self.val_part,
+                                init_from=reference_dir, progress=progress)
+        return train_lifter(with_augmentation(self.train_part, augmented), out_dir, self.train_config,
+                            val=self.val_part, progress=progress)
+
+
+def run_search(ctx: ADDContext, *, reference_dir, work_dir: Path, log=None) -> dict:
+    """The configured search; returns {"multiplier", "keep", "w", "search": SearchResult dict, "search_s"}."""
+    cfg = ctx.config
+    chosen = {"multiplier": cfg.multiplier, "keep": cfg.keep, "w": cfg.w}
+    if cfg.search == "none":
+        return {**chosen, "search": None, "search_s": 0.0}
+    t0 = time.perf_counter()
+    work_dir.mkdir(parents=True, exist_ok=True)
+    train_eval = ctx.candidate_trainer(reference_dir=reference_dir, work_dir=work_dir, log=log)
+    scale = ctx.scale_distiller(reference_dir=reference_dir)
+    if cfg.search == "multiscale":
+        result = multiscale_multiplier_search(multiplier_objective(scale, ctx.train_part, train_eval),
+                                              whole=tuple(float(m) for m in cfg.multiscale_whole), levels=cfg.multiscale_levels)
+        chosen["multiplier"] = float(result.best)
+    else:
+        result = optuna_search(params_objective(scale, ctx.train_part, train_eval), n_trials=cfg.n_trials,
+                               keep=_range(cfg.bayes_keep), multiplier=_range(cfg.bayes_multiplier), w=_range(cfg.bayes_w),
+                               seed=int(cfg.seed))
+        chosen.update({k: float(v) for k, v in result.best.items()})
+    shutil.rmtree(work_dir, ignore_errors=True)
+    return {**chosen, "search": result.to_dict(), "search_s": time.perf_counter() - t0}
+
+
+def _range(value):
+    return float(value) if np.isscalar(value) else tuple(float(v) for v in value)
+
+
+# ------------------------------------------------------------------------------------ run_add
+def _stats(values) -> dict | None:
+    if values is None:
+        return None
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if len(v) == 0:
+        return {"n": 0}
+    q = np.percentile(v, [5, 50, 95])
+    return {"n": int(len(v)), "mean": float(v.mean()), "std": float(v.std()), "min": float(v.min()),
+            "p5": float(q[0]), "median": float(q[1]), "p95": float(q[2]), "max": float(v.max())}
+
+
+def _default_log(progress: bool):
+    return (lambda m: print(m, file=sys.stderr)) if progress else (lambda m: None)
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def run_add(train: PoseSet, out_dir: str | os.PathLike, config: ADDConfig | None = None, *, progress: bool = True,
+            log: Callable[[str], None] | None = None) -> dict:
+    """AugData Distillation on ``train`` (3D poses, H36M17, mm); writes ``out_dir`` (see the
+    module docstring) and returns the summary dict (also ``out_dir/summary.json``).
+
+    Summary keys: ``config``, ``sizes`` (original, train_part, validation, distilled, total,
+    achieved multiplier), ``generations`` (per generation: population, made, rejected by the
+    prior, rejection_rate, distilled, kept, seconds, mean scores), ``scores`` (statistics of
+    the ADD score, the novelty 1 - prob and the lifter error (mm), for kept and dropped poses),
+    ``chosen`` (multiplier, keep, w after the search), ``search`` (history or None),
+    ``lifters`` (reference and final: best validation MPJPE, epochs, time), ``times`` (seconds:
+    prior_fit, density_fit, reference_training, search, generation, scoring, final_training,
+    total), ``validation_clips``, ``paths``.
+    """
+    config = ADDConfig() if config is None else config
+    log = _default_log(progress) if log is None else log
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    config.save(out / "add_config.json")
+
+    ctx = ADDContext.build(train, config)
+    n_val = 0 if ctx.val_part is None else len(ctx.val_part)
+    log(f"[add] {len(train)} poses: train part {len(ctx.train_part)}, validation {n_val} "
+        f"({'no validation' if ctx.val_part is None else f'{len(np.unique(ctx.val_part.clip))} clips'})")
+
+    log("[add] training the reference lifter on the original train part")
+    reference = train_lifter(ctx.train_part, out / "reference", ctx.train_config, val=ctx.val_part, progress=progress)
+    ref_dir = out / "reference"
+
+    chosen = run_search(ctx, reference_dir=ref_dir, work_dir=out / "search", log=log)
+    if chosen["search"] is not None:
+        log(f"[add] {config.search} search chose multiplier {chosen['multiplier']:.2f}, keep {chosen['keep']:.2f}, "
+            f"w {chosen['w']:.2f} in {chosen['search_s']:.0f} s")
+
+    scale = ctx.scale_distiller(reference_dir=ref_dir, multiplier=chosen["multiplier"], keep=chosen["keep"],
+                                w=chosen["w"], record=True, progress=progress)
+    distilled, steps = scale.run(ctx.train_part)
+    gen_s = sum(s.generation_seconds for s in steps)
+    score_s = sum(s.scoring_seconds for s in steps)
+    log(f"[add] distilled {len(distilled)} poses in {len(steps)} generations "
+        f"(generation {gen_s:.1f} s, scoring {score_s:.1f} s)")
+
+    log(f"[add] retraining the lifter ({config.retrain}) on {len(ctx.train_part) + len(distilled)} poses")
+    final = ctx.retrain(distilled, out / "lifter", reference_dir=ref_dir, progress=progress)
+    # OUT itself is a run folder too: `posecurator evaluate OUT DATA` evaluates the final lifter
+    _link_or_copy(out / "lifter" / "best.safetensors", out / "best.safetensors")
+    _link_or_copy(out / "lifter" / "config.json", out / "config.json")
+
+    dataset = PoseSet.concatenate([train.replace(joints2d=None, visibility=None, camera=None),
+                                   renumber_children(distilled, first_id=next_sample_id(train))])
+    dataset.attrs = {**dataset.attrs, "add": {"multiplier": chosen["multiplier"], "keep": chosen["keep"], "w": chosen["w"],
+                                              "seed": config.seed, "validation_clips": _val_clips(ctx)}}
+    dataset.save(out / "distilled.pcs")
+
+    plots = {}
+    if config.plots:
+        plots = write_plots(out / "plots", ctx, distilled, scale, seed=int(config.seed), n_gallery=config.gallery)
+
+    n0 = len(ctx.train_part)
+    summary = {
+        "config": config.to_dict(),
+        "train_config": ctx.train_config.to_dict(),
+        "sizes": {"original": len(train), "train_part": n0, "validation": n_val, "distilled": len(distilled),
+                  "dropped_by_score": len(scale.dropped_), "total_training": n0 + len(distilled),
+                  "multiplier_achieved": (n0 + len(distilled)) / n0},
+        "generations": [s.to_dict() for s in steps],
+        "scores": {
+            "direction": "higher = more likely meaningless (dropped first); score = w * (1 - prob) + (1 - w) * normalised error",
+            "score": {"kept": _stats(scale.kept_score_), "dropped": _stats(scale.dropped_score_)},
+            "novelty": {"kept": _stats(scale.kept_components_["novelty"]), "dropped": _stats(scale.dropped_components_["novelty"])},
+            "lifter_error_mm": {"kept": _stats(scale.kept_components_["error"]), "dropped": _stats(scale.dropped_components_["error"])},
+        },
+        "chosen": {k: chosen[k] for k in ("multiplier", "keep", "w")},
+        "search": chosen["search"],
+        "lifters": {name: {k: r.get(k) for k in ("best_val_mpjpe", "best_epoch", "epochs", "steps", "training_time_s", "wall_s")}
+                    for name, r in (("reference", reference), ("final", final))},
+        "times": {**{k[:-2] if k.endswith("_s") else k: v for k, v in ctx.times.items()},
+                  "reference_training": reference["wall_s"], "search": chosen["search_s"], "generation": gen_s,
+                  "scoring": score_s, "final_training": final["wall_s"], "total": time.perf_counter() - t_start},
+        "validation_clips": _val_clips(ctx),
+        "paths": {"distilled": "distilled.pcs", "lifter": "lifter", "reference": "reference", "plots": plots,
+                  "evaluate": f"posecurator evaluate {out} DATASET"},
+    }
+    _write_json(out / "summary.json", summary)
+    log(f"[add] done in {summary['times']['total']:.0f} s: validation MPJPE reference "
+        f"{_fmt(reference['best_val_mpjpe'])} -> final {_fmt(final['best_val_mpjpe'])} mm; results in {out}")
+    return summary
+
+
+def renumber_children(children: PoseSet, *, first_id: int) -> PoseSet:
+    """Give generated poses fresh sample ids from ``first_id`` on (in their order), keeping their
+    lineage: parent ids that point at other generated poses of the set follow them; parent ids
+    of original poses stay. Needed when the children were bred from a part of a set (the train
+    part) and are stored with the whole set (their ids could collide with the held-out part's)."""
+    if len(children) == 0:
+        return children
+    old_ids = children.sample_id
+    new_ids = first_id + np.arange(len(children), dtype=np.int64)
+    order = np.argsort(old_ids, kind="stable")
+    parents = children.parents.copy()
+    pos = np.clip(np.searchsorted(old_ids[order], parents), 0, len(children) - 1)
+    hit = (parents >= 0) & (old_ids[order][pos] == parents)
+    parents[hit] = new_ids[order][pos[hit]]
+    return children.replace(sample_id=new_ids, parents=parents)
+
+
+def _fmt(v) -> str:
+    return "-" if v is None else f"{v:.1f}"
+
+
+def _val_clips(ctx: ADDContext) -> list[str]:
+    return [] if ctx.val_part is None else sorted(np.unique(ctx.val_part.clip).tolist())
+
+
+def write_plots(plot_dir: Path, ctx: ADDContext, distilled: PoseSet, scale: ScaleDistiller, *, seed: int = 0,
+                n_gallery: int = 6) -> dict:
+    """Score histogram (kept vs dropped), PCA map (original / kept / dropped) and a gallery of
+    original, kept and dropped skeletons. Returns {name: file name}."""
+    from posecurator.report.plots import pca_map, score_histogram, skeleton_gallery
+
+    plot_dir = Path(plot_dir)
+    files = {}
+    score_histogram({"kept": scale.kept_score_, "dropped": scale.dropped_score_}, plot_dir / "score_histogram.png",
+                    xlabel="ADD score (higher = dropped first)", title="ADD quality distillation")
+    files["score_histogram"] = "plots/score_histogram.png"
+
+    density = ctx.density
+    groups = {"original": density.embed(ctx.train_part)}
+    if len(distilled):
+        groups["kept"] = density.embed(distilled)
+    if len(scale.dropped_):
+        groups["dropped"] = density.embed(scale.dropped_)
+    g = density.gmm_
+    from posecurator.scoring.density import mixture_log_density
+
+    pca_map(groups, plot_dir / "pca_map.png", title="PCA map of the reference distribution", seed=seed,
+            colors=("#7f7f7f", "#2ca02c", "#d62728")[:len(groups)],
+            density=lambda v: mixture_log_density(v, g.weights_, g.means_, g.covariances_))
+    files["pca_map"] = "plots/pca_map.png"
+
+    rng = np.random.default_rng([seed, 101])
+    rows, titles, labels = [], [], []
+
+    def add_row(label, poses: PoseSet, scores, pick):
+        if len(poses) == 0 or n_gallery <= 0:
+            return
+        idx = pick(len(poses))
+        rows.append(poses.joints3d[idx])
+        titles.extend([label if scores is None else f"{label} {scores[i]:.2f}" for i in idx])
+        labels.append(label)
+
+    def random_pick(n):
+        return np.sort(rng.choice(n, min(n_gallery, n), replace=False))
+
+    add_row("original", ctx.train_part, None, random_pick)
+    add_row("kept", distilled, scale.kept_score_, random_pick)
+    add_row("dropped", scale.dropped_, scale.dropped_score_, random_pick)
+    add_row("worst", scale.dropped_, scale.dropped_score_,
+            lambda n: np.argsort(-scale.dropped_score_, kind="stable")[:min(n_gallery, n)])
+    if rows:
+        per_row = max(len(r) for r in rows)
+        poses, flat_titles, k = [], [], 0
+        for r in rows:  # pad short rows so each group starts a new row
+            pad = per_row - len(r)
+            poses.append(r)
+            flat_titles.extend(titles[k:k + len(r)])
+            k += len(r)
+            if pad:
+                poses.append(np.repeat(r[-1:], pad, axis=0))
+                flat_titles.extend([""] * pad)
+        skeleton_gallery(np.concatenate(poses), flat_titles, "h36m17", plot_dir / "gallery.png", ncols=per_row,
+                         row_labels=labels, suptitle="original / kept / dropped (random) / dropped (highest score)")
+        files["gallery"] = "plots/gallery.png"
+    return files
+
+
+# ------------------------------------------------------------------------------------ benchmark
+# ADD options of the benchmark rows (the lifter config comes from the bench: seed, 2D noise, preset).
+BENCH_CONFIG = ADDConfig(n_trials=6, search_epochs=0.1, plots=False)
+ENV_CONFIG = "POSECURATOR_ADD_CONFIG"
+
+
+def bench_config(ctx) -> ADDConfig:
+    """:data:`BENCH_CONFIG` (or the JSON file in $POSECURATOR_ADD_CONFIG) with the bench's seed and noise."""
+    path = os.environ.get(ENV_CONFIG)
+    base = ADDConfig.load(path) if path else BENCH_CONFIG
+    return base.replace(seed=int(ctx.seed), noise_px=float(ctx.noise_px), plots=False)
+
+
+def _setting_name(noise_px: float) -> str:
+    from posecurator.pipelines.bench import SETTINGS
+
+    for name, noise in SETTINGS.items():
+        if float(noise) == float(noise_px):
+            return name
+    return f"noise{noise_px:g}"
+
+
+def _key(*parts) -> str:
+    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=_json_default).encode()).hexdigest()[:10]
+
+
+class _Shared:
+    """What the methods of one (setting, seed) share, cached on disk in ``shared-<setting>-seed<seed>``."""
+
+    def __init__(self, bctx):
+        self.bctx = bctx
+        self.config = bench_config(bctx)
+        self.train_cfg = bctx.config
+        self.root = Path(bctx.work_dir).parent / f"shared-{_setting_name(bctx.noise_px)}-seed{bctx.seed}"
+        self.fingerprint = data_fingerprint(bctx.train)
+        memo_key = (str(self.root), self.fingerprint, _key(self.config.to_dict(), self.train_cfg.to_dict()))
+        if memo_key not in _CONTEXTS:
+            _CONTEXTS.clear()  # one (setting, seed) at a time: keep memory flat
+            _CONTEXTS[memo_key] = ADDContext.build(bctx.train, self.config, self.train_cfg)
+        self.ctx = _CONTEXTS[memo_key]
+
+    def _train_key(self) -> dict:
+        d = self.train_cfg.to_dict()
+        for k in ("preset_name", "device", "num_threads"):
+            d.pop(k, None)
+        return d
+
+    def reference(self) -> tuple[Path, float]:
+        """The reference lifter (trained on the train part, once per setting and seed) and its training seconds."""
+        run = self.root / f"reference-{_key(self._train_key(), self.fingerprint)}"
+        marker = run / "add_cache.json"
+        if marker.is_file() and (run / "best.safetensors").is_file():
+            return run, float(json.loads(marker.read_text())["train_time_s"])
+        res = train_lifter(self.ctx.train_part, run, self.train_cfg, val=self.ctx.val_part, progress=self.bctx.progress)
+        _write_json(marker, {"train_time_s": res["wall_s"], "best_val_mpjpe": res["best_val_mpjpe"]})
+        return run, res["wall_s"]
+
+    def full_augmentation(self) -> tuple[PoseSet, float]:
+        """TAG-Net's full augmentation of the train part to ``full_multiple`` x (once per setting and
+        seed) and the seconds it took (generation + plausibility)."""
+        evo = self.config.evolution_config()
+        key = _key(evo.to_dict(), self.config.prior, self.fingerprint, self.train_cfg.val_fraction, self.train_cfg.seed)
+        path = self.root / f"full-aug-{key}.pcs"
+        meta = self.root / f"full-aug-{key}.json"
+        if meta.is_file() and path.is_dir():
+            return PoseSet.load(path), float(json.loads(meta.read_text())["gen_time_s"])
+        t0 = time.perf_counter()
+        aug, stats = evolve(self.ctx.train_part, prior=self.ctx.prior, config=evo, progress=self.bctx.progress)
+        gen_s = time.perf_counter() - t0
+        aug.save(path)
+        _write_json(meta, {"gen_time_s": gen_s, "generations": [s.to_dict() for s in stats]})
+        return aug, gen_s
+
+    def row(self, run_dir, augmented_n: int, *, train_s: float, gen_s: float, score_s: float = 0.0, **extra) -> dict:
+        n0 = len(self.ctx.train_part)
+        return {"run_dir": str(run_dir), "train_poses": len(self.bctx.train) + int(augmented_n),
+                "augmented_poses": int(augmented_n), "data_amount": (n0 + augmented_n) / n0,
+                "train_time_s": float(train_s), "gen_time_s": float(gen_s), "score_time_s": float(score_s), **extra}
+
+
+_CONTEXTS: dict = {}
+
+
+def bench_full_aug(bctx) -> dict:
+    """Full evolutionary augmentation to T = 5 x the train part; lifter from scratch on all of it."""
+    sh = _Shared(bctx)
+    aug, gen_s = sh.full_augmentation()
+    res = train_lifter(with_augmentation(sh.ctx.train_part, aug), bctx.work_dir, sh.train_cfg, val=sh.ctx.val_part,
+                       progress=bctx.progress)
+    return sh.row(bctx.work_dir, len(aug), train_s=res["wall_s"], gen_s=gen_s)
+
+
+def bench_random_subset(bctx) -> dict:
+    """A seeded random subset of the full augmentation, as large as ADD's distilled set at the
+    default multiplier ((multiplier - 1) x the train part); lifter from scratch."""
+    sh = _Shared(bctx)
+    aug, gen_s = sh.full_augmentation()
+    n0 = len(sh.ctx.train_part)
+    n = min(len(aug), max(0, int(round(sh.config.multiplier * n0)) - n0))
+    pick = np.sort(np.random.default_rng([int(bctx.seed), 202]).choice(len(aug), n, replace=False))
+    subset = aug.subset(pick)
+    res = train_lifter(with_augmentation(sh.ctx.train_part, subset), bctx.work_dir, sh.train_cfg, val=sh.ctx.val_part,
+                       progress=bctx.progress)
+    return sh.row(bctx.work_dir, len(subset), train_s=res["wall_s"], gen_s=gen_s)
+
+
+def bench_quality_only(bctx) -> dict:
+    """Quality distillation of the full augmentation (keep the lowest-scoring ``keep`` = 80 %);
+    lifter from scratch on train part + kept. Train time includes the reference lifter the
+    score needs."""
+    sh = _Shared(bctx)
+    aug, gen_s = sh.full_augmentation()
+    ref_dir, ref_s = sh.reference()
+    t0 = time.perf_counter()
+    distiller = sh.ctx.scale_distiller(reference_dir=ref_dir).distiller
+    kept, _ = distiller.select(aug)
+    score_s = time.perf_counter() - t0
+    res = train_lifter(with_augmentation(sh.ctx.train_part, kept), bctx.work_dir, sh.train_cfg, val=sh.ctx.val_part,
+                       progress=bctx.progress)
+    return sh.row(bctx.work_dir, len(kept), train_s=ref_s + res["wall_s"], gen_s=gen_s, score_s=score_s,
+                  reference_time_s=ref_s)
+
+
+def bench_scale_only(bctx) -> dict:
+    """Scale distillation without the quality filter (keep = 1): generations, each breeding from
+    everything so far, until train part + augmented = ``multiplier`` x; lifter from scratch."""
+    sh = _Shared(bctx)
+    t0 = time.perf_counter()
+    aug, _ = evolve(sh.ctx.train_part, prior=sh.ctx.prior, config=sh.config.evolution_config(multiple=sh.config.multiplier),
+                    progress=False)
+    gen_s = time.perf_counter() - t0
+    res = train_lifter(with_augmentation(sh.ctx.train_part, aug), bctx.work_dir, sh.train_cfg, val=sh.ctx.val_part,
+                       progress=bctx.progress)
+    return sh.row(bctx.work_dir, len(aug), train_s=res["wall_s"], gen_s=gen_s)
+
+
+def _bench_add(bctx, *, search: str) -> dict:
+    sh = _Shared(bctx)
+    ref_dir, ref_s = sh.reference()
+    ctx = sh.ctx
+    if search != "none":
+        ctx = dataclasses.replace(ctx, config=ctx.config.replace(search=search))
+    chosen = run_search(ctx, reference_dir=ref_dir, work_dir=Path(bctx.work_dir).parent / f"{Path(bctx.work_dir).name}-search")
+    scale = ctx.scale_distiller(reference_dir=ref_dir, multiplier=chosen["multiplier"], keep=chosen["keep"], w=chosen["w"])
+    distilled, steps = scale.run(ctx.train_part)
+    res = ctx.retrain(distilled, bctx.work_dir, reference_dir=ref_dir, progress=bctx.progress)
+    return sh.row(bctx.work_dir, len(distilled), train_s=ref_s + chosen["search_s"] + res["wall_s"],
+                  gen_s=sum(s.generation_seconds for s in steps), score_s=sum(s.scoring_seconds for s in steps),
+                  reference_time_s=ref_s, search_time_s=chosen["search_s"], generations=len(steps),
+                  chosen={k: chosen[k] for k in ("multiplier", "keep", "w")})
+
+
+def bench_add(bctx) -> dict:
+    """ADD: quality + scale distillation at multiplier 1.6, keep 0.8; fine-tuned from the
+    reference lifter (its training counts in the train time)."""
+    return _bench_add(bctx, search="none")
+
+
+def bench_add_optuna(bctx) -> dict:
+    """ADD with the joint Optuna search of keep, multiplier and w (``n_trials`` cheap candidates
+    judged on the validation part), then as :func:`bench_add` with the best parameters. Train
+    time = reference + the whole search (mostly its cheap trainings) + the final fine-tuning."""
+    return _bench_add(bctx, search="bayes")
+
+
+BENCH_METHODS = {"full_aug": bench_full_aug, "random_subset": bench_random_subset, "quality_only": bench_quality_only,
+                 "scale_only": bench_scale_only, "add": bench_add, "add_optuna": bench_add_optuna}
+
+
+def _register() -> None:
+    from posecurator.pipelines.bench import METHODS
+
+    METHODS.update(BENCH_METHODS)
+
+
+_register()

@@ -1,0 +1,169 @@
+"""`posecurator bench`: one split of ../shared/BENCHMARK.md, every method, several seeds.
+
+For each method, seed and 2D setting (GT 2D, noisy 2D) a lifter is trained on the split's
+training part (validation cut from it, by clip) and evaluated on the test part through the fixed
+evaluation rig. The table reports the mean and the spread (sample standard deviation) over seeds.
+Methods register themselves in :data:`METHODS`, so later pipelines (ADD, VAE sampling) add rows
+to the same table with the same protocol.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from posecurator.pipelines.splits import Split, load_part
+from posecurator.poseset import PoseSet
+from posecurator.train.trainer import TrainConfig
+
+SETTINGS = {"gt": 0.0, "noisy": 5.0}  # 2D noise in pixels (BENCHMARK.md)
+METRIC_KEYS = ("mpjpe", "pa_mpjpe", "pck3d", "auc")
+
+
+@dataclass
+class MethodContext:
+    """What a method gets: the training poses, where to write, the seed and the 2D setting."""
+
+    train: PoseSet
+    work_dir: Path
+    seed: int
+    noise_px: float
+    config: "TrainConfig"  # the lifter's training config, seed and 2D noise already set
+    progress: bool = True
+
+
+def train_baseline(ctx: MethodContext) -> dict:
+    """The baseline: the lifter trained on the original training poses, no augmentation."""
+    from posecurator.train.trainer import LifterTrainer
+
+    config = ctx.config
+    t0 = time.perf_counter()
+    LifterTrainer(config).fit(ctx.train, out_dir=ctx.work_dir, progress=ctx.progress)
+    return {"run_dir": str(ctx.work_dir), "train_poses": len(ctx.train), "train_time_s": time.perf_counter() - t0}
+
+
+METHODS: dict[str, Callable[[MethodContext], dict]] = {"baseline": train_baseline}
+# Pipelines that add rows to the table register their methods in METHODS when imported.
+METHOD_MODULES = ("posecurator.pipelines.add", "posecurator.pipelines.vae_sampling")
+
+
+def _load_method_modules() -> None:
+    import importlib
+
+    for name in METHOD_MODULES:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:
+                raise
+
+
+def run_bench(split: Split, *, out_dir: str | Path, seeds=(0, 1, 2), settings=("gt", "noisy"),
+              methods=("baseline",), preset: str = "fast", config: TrainConfig | None = None,
+              progress: bool = True, log=print) -> dict:
+    """Run a split; writes ``results.json`` and ``table.md`` to ``out_dir``; returns the results.
+
+    ``config`` (a TrainConfig) overrides the named ``preset`` for every lifter trained."""
+    from posecurator.train.evaluate import evaluate_run
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cache = out_dir / "cache"
+    t0 = time.perf_counter()
+    train = load_part(split.train, cache_dir=cache, progress=progress)
+    test = load_part(split.test, cache_dir=cache, progress=progress)
+    import_s = time.perf_counter() - t0
+    log(f"[bench] {split.name}: train {split.train.label} {len(train)} poses, test {split.test.label} {len(test)} poses (import {import_s:.0f} s)")
+    runs = []
+    _load_method_modules()
+    for method in methods:
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
+        for setting in settings:
+            noise = SETTINGS[setting]
+            for seed in seeds:
+                work = out_dir / "runs" / f"{method}-{setting}-seed{seed}"
+                run_config = TrainConfig.from_dict(config.to_dict()) if config is not None else TrainConfig.preset(preset)
+                run_config.seed, run_config.noise_px_train = seed, noise
+                ctx = MethodContext(train=train, work_dir=work, seed=seed, noise_px=noise, config=run_config, progress=progress)
+                info = METHODS[method](ctx)
+                metrics = evaluate_run(info["run_dir"], test, noise_px=noise, seed=seed)
+                row = {"method": method, "setting": setting, "seed": seed, **info, **metrics}
+                history = _read_history(info["run_dir"])
+                if history:
+                    row["train_poses_per_s"] = history.get("poses_per_s")
+                runs.append(row)
+                log(f"[bench] {method} {setting} seed {seed}: MPJPE {metrics['mpjpe']:.1f} PA-MPJPE {metrics['pa_mpjpe']:.1f} mm")
+    results = {
+        "split": split.name,
+        "measures": split.measures,
+        "train": {"label": split.train.label, "poses": len(train), "clips": int(len(np.unique(train.clip)))},
+        "test": {"label": split.test.label, "poses": len(test), "clips": int(len(np.unique(test.clip)))},
+        "preset": preset if config is None else "custom config",
+        "train_config": (config or TrainConfig.preset(preset)).to_dict(),
+        "seeds": list(seeds),
+        "runs": runs,
+        "summary": summarize(runs),
+        "wall_time_s": time.perf_counter() - t0,
+    }
+    (out_dir / "results.json").write_text(json.dumps(results, indent=1, default=_json_default))
+    (out_dir / "table.md").write_text(format_table(results))
+    return results
+
+
+def _read_history(run_dir) -> dict | None:
+    p = Path(run_dir) / "history.json"
+    if not p.is_file():
+        return None
+    try:
+        return json.loads(p.read_text())
+    except json.JSONDecodeError:
+        return None
+
+
+def _json_default(o):
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(type(o))
+
+
+def summarize(runs: list[dict]) -> list[dict]:
+    """Mean and spread (sample std over seeds) per (method, setting)."""
+    out = []
+    keys = sorted({(r["method"], r["setting"]) for r in runs}, key=lambda k: ([r["method"] for r in runs].index(k[0]), k[1]))
+    for method, setting in keys:
+        rows = [r for r in runs if r["method"] == method and r["setting"] == setting]
+        s = {"method": method, "setting": setting, "n_seeds": len(rows)}
+        for k in METRIC_KEYS + ("train_time_s", "train_poses", "train_poses_per_s"):
+            vals = np.array([r[k] for r in rows if r.get(k) is not None], dtype=np.float64)
+            if len(vals):
+                s[k] = float(vals.mean())
+                s[k + "_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
+        out.append(s)
+    return out
+
+
+def format_table(results: dict) -> str:
+    lines = [
+        f"Split `{results['split']}`: {results['measures']}. Train {results['train']['label']} "
+        f"({results['train']['poses']} poses, {results['train']['clips']} clips), test {results['test']['label']} "
+        f"({results['test']['poses']} poses x 4 cameras). Preset `{results['preset']}`, seeds {results['seeds']}; "
+        "mean ± std over seeds.",
+        "",
+        "| method | 2D | MPJPE (mm) | PA-MPJPE (mm) | PCK3D@150 (%) | AUC (%) | train poses | train time (s) | poses/s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in results["summary"]:
+        pm = lambda k, scale=1.0, nd=1: f"{s[k] * scale:.{nd}f} ± {s[k + '_std'] * scale:.{nd}f}" if k in s else "-"  # noqa: E731
+        lines.append(
+            f"| {s['method']} | {s['setting']} | {pm('mpjpe')} | {pm('pa_mpjpe')} | {pm('pck3d', 100)} | {pm('auc', 100)} "
+            f"| {int(s.get('train_poses', 0))} | {s.get('train_time_s', 0):.0f} | {s.get('train_poses_per_s') or 0:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
