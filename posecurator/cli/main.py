@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = _add(sub, "bench", "Run a split of ../shared/BENCHMARK.md (all methods, seeds, GT and noisy 2D) and print its table.",
              "  posecurator bench hdm05-xsub\n  posecurator bench bandai-to-hdm05 --data ../shared/data --seeds 0 1 2\n"
              "  posecurator bench custom --train my_train/ --test my_test/ --mapping rig.yaml\n")
-    s.add_argument("split", help="hdm05-xsub | bandai-to-hdm05 | hdm05-to-cmu | custom (with --train/--test)")
+    s.add_argument("split", help="hdm05-xsub | bandai-to-hdm05 | hdm05-to-cmu | bandai-to-cmu | custom (with --train/--test)")
     s.add_argument("--data", help="data root (default ../shared/data)")
     s.add_argument("--train", help="training file/folder (any supported format)")
     s.add_argument("--test", help="test file/folder")
@@ -180,7 +180,7 @@ def cmd_train(args):
     if args.sampler:
         from posecurator.selection.samplers import parse_sampler_spec
 
-        sampler = parse_sampler_spec(args.sampler, scores=args.scores, seed=config.seed)
+        sampler = parse_sampler_spec(args.sampler, scores=args.scores, progress=not args.quiet)
     ps = load_dataset(args.dataset, progress=not args.quiet)
     result = LifterTrainer(config).fit(ps, out_dir=args.output, sampler=sampler, progress=not args.quiet)
     best = result.get("best_val_mpjpe") if isinstance(result, dict) else None

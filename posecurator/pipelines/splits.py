@@ -45,6 +45,7 @@ SPLITS = {
     "hdm05-xsub": "HDM05 actors bd, bk -> HDM05 actor dg (new person, same activities)",
     "bandai-to-hdm05": "Bandai datasets 1 and 2 -> HDM05 bd, bk, dg (new people, activities, capture setup)",
     "hdm05-to-cmu": "HDM05 bd, bk, dg -> CMU files in cmu/ (new people, activities, skeleton)",
+    "bandai-to-cmu": "Bandai datasets 1 and 2 -> CMU files in cmu/ (issue 4's Bandai -> CMU variant)",
 }
 
 
@@ -65,6 +66,10 @@ def resolve_split(name: str, root: str | os.PathLike | None = None) -> Split:
     root = Path(root) if root is not None else default_data_root()
     if name not in SPLITS:
         raise PoseCuratorError(f"unknown split {name!r}; known: {', '.join(SPLITS)} (or use --train/--test)")
+    if name == "bandai-to-cmu":  # defined with the VAE sampling experiment that uses it
+        from posecurator.pipelines.vae_sampling import bandai_to_cmu_split
+
+        return bandai_to_cmu_split(root)
     need = {"hdm05-xsub": ["hdm05"], "bandai-to-hdm05": ["bandai", "hdm05"], "hdm05-to-cmu": ["hdm05", "cmu"]}[name]
     for sub in need:
         if not (root / sub).is_dir():

@@ -80,6 +80,7 @@ class TrainConfig:
     n_views: int = 1
     val_fraction: float = 0.1
     val_views: int = 2
+    max_val_pairs: int | None = None
     camera: dict | None = None
     noise_px_train: float = 0.0
     seed: int = 0
@@ -224,7 +225,9 @@ class LifterTrainer:
         sampler: which training poses each epoch uses, and how often: a
             ``torch.utils.data.Sampler`` (any iterable of indices) whose indices are rows of the
             TRAIN PART (``train`` minus the validation clips), or a factory
-            ``sampler(train_part: PoseSet) -> Sampler`` that the trainer calls once with that part.
+            ``sampler(train_part: PoseSet) -> Sampler`` that the trainer calls once with that part
+            (as ``sampler(train_part, epochs=config.epochs, seed=config.seed)`` when the factory
+            has ``accepts_epochs = True``, e.g. :func:`posecurator.selection.samplers.parse_sampler_spec`).
             If the sampler has ``set_epoch(epoch)`` it is called before each epoch. Its order is
             kept (each index is seen through ``n_views`` cameras in a row). Default: every train
             pose ``n_views`` times per epoch, uniformly shuffled.
@@ -291,6 +294,10 @@ class LifterTrainer:
             vrng = np.random.default_rng([cfg.seed, _VAL_STREAM])
             vx, vy, _ = sample_training_pairs(val_part, rng=vrng, sampler=camera_sampler, n_views=cfg.val_views,
                                               noise_px=cfg.noise_px_train)
+            if cfg.max_val_pairs is not None and len(vx) > cfg.max_val_pairs:
+                # validation cost should not grow with a huge source (Bandai: 80k pairs per epoch)
+                keep = np.sort(vrng.choice(len(vx), cfg.max_val_pairs, replace=False))
+                vx, vy = vx[keep], vy[keep]
             val_pairs = (vx, vy)
 
         run_meta = {
@@ -316,8 +323,7 @@ class LifterTrainer:
         data_sampler = self._resolve_sampler(sampler, train_part)
 
         start_epoch = state["epoch"] + 1
-        steps_per_epoch = self._pairs_per_epoch(data_sampler, train_part) // cfg.batch_size or 1
-        total_steps = steps_per_epoch * cfg.epochs if cfg.max_steps is None else min(cfg.max_steps, steps_per_epoch * cfg.epochs)
+        total_steps = self._total_steps(data_sampler, train_part)
         bar = tqdm(total=total_steps, initial=min(state["step"], total_steps), desc="lifter", unit="step",
                    disable=not progress, leave=False, dynamic_ncols=True)
         try:
@@ -414,14 +420,18 @@ class LifterTrainer:
             parts.append(shuffle[max(start - k * per_pass, 0):min(stop - k * per_pass, per_pass)])
         return np.concatenate(parts) % n_poses  # pair j of a pass is pose j mod n_poses
 
-    @staticmethod
-    def _resolve_sampler(sampler, train_part):
+    def _resolve_sampler(self, sampler, train_part):
         if sampler is None:
             return None
         if hasattr(sampler, "__iter__") and not isinstance(sampler, type):
             return sampler
         if callable(sampler):  # a function or a class taking the train part
-            made = sampler(train_part)
+            if getattr(sampler, "accepts_epochs", False):
+                # factories of posecurator.selection.samplers: a curriculum needs the run's epochs,
+                # and the sampler's randomness follows the run's seed
+                made = sampler(train_part, epochs=self.config.epochs, seed=self.config.seed)
+            else:
+                made = sampler(train_part)
             if not hasattr(made, "__iter__"):
                 raise PoseCuratorError(f"the sampler factory returned {type(made).__name__}, not an iterable of indices")
             return made
@@ -436,6 +446,23 @@ class LifterTrainer:
             raise PoseCuratorError(f"the sampler yielded indices outside the {n} rows of the training part "
                                    f"({index.min()}..{index.max()}); indices are rows of the train part after the validation split")
         return index
+
+    def _total_steps(self, data_sampler, train_part) -> int:
+        """Optimisation steps of the whole run (for the progress bar). Samplers whose epochs differ
+        in length (e.g. a curriculum) are asked per epoch (``indices_for_epoch``), else for the
+        total (``total_length(epochs)``, then capped at ``epochs * max_epoch_pairs``: exact when
+        every epoch is above or every epoch below the cap)."""
+        cfg = self.config
+        cap = cfg.max_epoch_pairs if cfg.max_epoch_pairs is not None else float("inf")
+        if data_sampler is not None and hasattr(data_sampler, "indices_for_epoch"):
+            total = sum(max(int(min(len(data_sampler.indices_for_epoch(e)) * cfg.n_views, cap)) // cfg.batch_size, 1)
+                        for e in range(cfg.epochs))
+        elif data_sampler is not None and hasattr(data_sampler, "total_length"):
+            pairs = int(min(int(data_sampler.total_length(cfg.epochs)) * cfg.n_views, cap * cfg.epochs))
+            total = max(pairs // cfg.batch_size, 1)
+        else:
+            total = (self._pairs_per_epoch(data_sampler, train_part) // cfg.batch_size or 1) * cfg.epochs
+        return total if cfg.max_steps is None else min(cfg.max_steps, total)
 
     def _pairs_per_epoch(self, data_sampler, train_part) -> int:
         n = len(train_part) * self.config.n_views

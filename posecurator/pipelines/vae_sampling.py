@@ -1,0 +1,749 @@
+"""VAE difficulty sampling (paper 002) as pipelines: the ``difficulty`` report and the bench methods.
+
+Three entry points:
+
+* :func:`run_difficulty` (``posecurator difficulty``): train a pose VAE on a data set, score every
+  pose (Eq. 2), cut the scores into k equal-size bins and write the scores (``scores.npz``, keyed
+  by sample_id, usable by ``posecurator train --sampler hard:0.33 --scores``), per-bin statistics
+  (``bins.json``), the bin-to-bin EvalPose heatmap of the paper's Fig. 3(b), a score histogram and
+  skeleton galleries of the easiest / hardest poses and of one pose per bin (Fig. 3(a)). With a
+  held-out set it also scores and bins that set with the same VAE (:func:`run_coco_difficulty`:
+  COCO train2017 subset -> val2017 subset, 2D).
+* Bench methods registered in :data:`posecurator.pipelines.bench.METHODS` when this module is
+  imported: ``vae_all`` (every source pose; the baseline under the name the VAE table uses),
+  ``random33`` (a random third), ``vae_hard33`` (VAE-HM: the hardest third by VAE score) and
+  ``vae_curriculum`` (VAE-CL: easy -> +medium -> +hard over thirds of the epochs).
+* :func:`run_vae_experiment` (``posecurator vae-bench``): those four methods through
+  :func:`posecurator.pipelines.bench.run_bench`, then EvalPose between predicted and true 3D as an
+  extra metric and the per-bin accuracy on the target (the paper's Fig. 4): target poses are
+  scored by the *source-trained* VAE and put into the source's bins (``bin_edges`` /
+  ``assign_bins``) and, as the paper bins its target, into equal-size bins of their own scores;
+  the MPJPE of every method is averaged per bin.
+
+Protocol decisions (why):
+
+* **The VAE sees the training source only**, never the target: it is trained on the split's
+  training part (all of it, including the lifter's validation clips, which are source data too);
+  target poses are only *scored* by it, for the per-bin analysis.
+* **Same number of optimisation steps for every method.** A subset method sees fewer distinct
+  poses, not fewer updates: each epoch of a sampler method is stretched to as many indices as the
+  full training part has poses (:class:`EqualLengthSampler` cycles through reshuffled passes of
+  the subset), and the trainer's ``max_epoch_pairs`` then caps every method's epoch at the same
+  number of pairs. With the "fast" preset on Bandai (about 375k training poses, a third is 124k
+  poses, the curriculum's first stage 135k) every epoch of every method is exactly
+  ``max_epoch_pairs`` = 10,000 pairs = 156 steps of 64, 9,360 steps in all; the stretching matters
+  on smaller sources, where a third of the poses is below the cap. The ``steps`` column of the
+  table shows the count of every run.
+* **One VAE per seed**, shared by the methods of that seed (and by the GT / noisy settings): the
+  scores are cached in the bench's ``runs/`` folder (``vae-seed{S}-{key}/``, ``key`` = hash of
+  the training poses and the VAE config). Its cost is bounded by :func:`vae_config_for` (about
+  one million pose passes: on Bandai a seeded 100k-pose subset for 10 epochs), then all source
+  poses are scored (forward passes only).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+from torch.utils.data import Sampler
+
+from posecurator.errors import DataError, PoseCuratorError
+from posecurator.pipelines import bench
+from posecurator.pipelines.bench import MethodContext
+from posecurator.pipelines.splits import Split, SplitPart, default_data_root, load_dataset, load_part
+from posecurator.poseset import PoseSet
+
+DEFAULT_BINS = 25
+HARD_FRACTION = 0.33
+# bench method name -> sampler spec of posecurator.selection.samplers (None: no sampler, every pose)
+METHOD_SPECS: dict[str, str | None] = {
+    "vae_all": None,
+    "random33": f"random:{HARD_FRACTION}",
+    "vae_hard33": f"hard:{HARD_FRACTION}",
+    "vae_curriculum": "curriculum",
+}
+VAE_METHODS = tuple(METHOD_SPECS)
+# VAE training cost: about this many pose forward/backward passes (epochs * poses used)
+DIFFICULTY_POSE_PASSES = 2_000_000
+BENCH_POSE_PASSES = 1_000_000
+BENCH_MAX_SAMPLES = 100_000
+MIN_VAE_EPOCHS, MAX_VAE_EPOCHS = 5, 300
+SCORES_FILE = "scores.npz"
+HEATMAP_PER_BIN = 100  # poses drawn per bin for the Fig. 3(b) heatmap (k * 100 squared EvalPose pairs)
+MAX_LABELS = 200  # per-bin label counts only for columns with at most this many distinct values
+
+
+# ------------------------------------------------------------------------------ VAE config
+def vae_config_for(n_poses: int, *, space: str = "3d", seed: int = 0, pose_passes: int = DIFFICULTY_POSE_PASSES,
+                   max_samples: int | None = None, **overrides):
+    """A :class:`~posecurator.train.vae_trainer.VAEConfig` whose training cost is about
+    ``pose_passes`` pose passes whatever the size of the set: epochs =
+    ``clip(ceil(pose_passes / n_used), 5, 300)`` with ``n_used = min(n_poses, max_samples)``
+    (small sets such as COCO get many epochs, Bandai's 417k poses few). ``overrides``: any
+    VAEConfig field (an explicit ``epochs`` wins)."""
+    from posecurator.train.vae_trainer import VAEConfig
+
+    n_used = max(1, min(int(n_poses), int(max_samples)) if max_samples else int(n_poses))
+    epochs = int(np.clip(math.ceil(pose_passes / n_used), MIN_VAE_EPOCHS, MAX_VAE_EPOCHS))
+    fields = {"space": space, "seed": int(seed), "epochs": epochs, "max_samples": max_samples, **overrides}
+    return VAEConfig.from_dict(fields)
+
+
+def bench_vae_config(n_poses: int, *, seed: int, space: str = "3d", **overrides):
+    """The VAE of the bench methods: 3D, at most ``BENCH_MAX_SAMPLES`` poses, about
+    ``BENCH_POSE_PASSES`` pose passes (both may be overridden, as ``max_samples`` / ``pose_passes``)."""
+    max_samples = overrides.pop("max_samples", BENCH_MAX_SAMPLES)
+    pose_passes = overrides.pop("pose_passes", BENCH_POSE_PASSES)
+    return vae_config_for(n_poses, space=space, seed=seed, pose_passes=pose_passes, max_samples=max_samples, **overrides)
+
+
+def _poses_fingerprint(poses: PoseSet) -> str:
+    h = hashlib.sha1()
+    for arr in (poses.joints3d, poses.joints2d, poses.sample_id):
+        if arr is not None:
+            h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()[:16]
+
+
+def source_scores(train: PoseSet, *, cache_dir: str | Path, seed: int, vae_config=None, progress: bool = True,
+                  log: Callable[[str], None] | None = None) -> tuple[np.ndarray, Path]:
+    """VAE difficulty of every row of the source ``train``: ((N,) float64, folder of the VAE).
+
+    The VAE is trained on ``train`` alone, seeded by ``seed``. ``vae_config``: a VAEConfig, or a
+    dict of fields overriding :func:`bench_vae_config`, or None for that config. Cached in
+    ``cache_dir/vae-seed{seed}-{key}/`` (``vae.safetensors``, ``vae.json``, ``scores.npz`` keyed by
+    sample_id; ``key`` hashes the poses and the config), so every method of one seed reuses it.
+    Higher = harder.
+    """
+    from posecurator.selection.bins import align_scores, load_scores, save_scores
+    from posecurator.train.vae_trainer import score_poses, train_vae
+
+    if vae_config is None or isinstance(vae_config, dict):
+        overrides = {key: v for key, v in (vae_config or {}).items() if key != "seed"}
+        cfg = bench_vae_config(len(train), seed=seed, **overrides)
+    else:
+        cfg = type(vae_config).from_dict({**vae_config.to_dict(), "seed": int(seed)})
+    key = hashlib.sha1((_poses_fingerprint(train) + json.dumps(cfg.to_dict(), sort_keys=True)).encode()).hexdigest()[:12]
+    folder = Path(cache_dir) / f"vae-seed{seed}-{key}"
+    scores_path = folder / SCORES_FILE
+    if scores_path.is_file() and (folder / "vae.json").is_file():
+        ids, sc = load_scores(scores_path)
+        return align_scores(train.sample_id, ids, sc, path=scores_path), folder
+    t0 = time.perf_counter()
+    model, _ = train_vae(train, cfg, out_dir=folder, progress=progress)
+    scores = score_poses(model, train, projection_seed=cfg.projection_seed)
+    save_scores(scores_path, train.sample_id, scores)  # written last: marks the cache entry complete
+    if log is not None:
+        log(f"[vae] seed {seed}: pose VAE ({cfg.space}, {cfg.epochs} epochs, "
+            f"{min(len(train), cfg.max_samples or len(train))} poses) trained and {len(train)} poses scored "
+            f"in {time.perf_counter() - t0:.0f} s -> {folder}")
+    return scores, folder
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+# ------------------------------------------------------------------------------ samplers
+class EqualLengthSampler(Sampler[int]):
+    """Stretch (or keep) every epoch of an epoch sampler to ``length`` indices, so a subset method
+    makes as many optimisation steps as training on every pose.
+
+    base: a sampler with ``indices_for_epoch(e)`` (those of :mod:`posecurator.selection.samplers`).
+    Epoch e yields the base's epoch e, followed by seeded reshuffles of the same pool until
+    ``length`` indices (an epoch at least ``length`` long is returned unchanged). Same epoch
+    protocol as the base: ``set_epoch``, ``indices_for_epoch``, ``total_length``.
+    """
+
+    def __init__(self, base, length: int, *, seed: int = 0):
+        if not hasattr(base, "indices_for_epoch"):
+            raise TypeError("EqualLengthSampler needs a base sampler with indices_for_epoch(epoch)")
+        self.base, self.length, self.seed = base, int(length), int(seed)
+        self.epoch, self._iterated, self._epoch_set = 0, False, False
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch, self._epoch_set = int(epoch), True
+        if hasattr(self.base, "set_epoch"):
+            self.base.set_epoch(epoch)
+
+    def indices_for_epoch(self, epoch: int) -> np.ndarray:
+        first = np.asarray(self.base.indices_for_epoch(epoch), dtype=np.int64)
+        if len(first) == 0 or len(first) >= self.length:
+            return first
+        reps = -(-(self.length - len(first)) // len(first))
+        rng = np.random.default_rng([self.seed, int(epoch), 0x45])
+        more = [rng.permutation(first) for _ in range(reps)]
+        return np.concatenate([first, *more])[: self.length]
+
+    def __iter__(self):
+        if self._iterated and not self._epoch_set:
+            self.epoch += 1
+        self._iterated, self._epoch_set = True, False
+        return iter(self.indices_for_epoch(self.epoch).tolist())
+
+    def __len__(self) -> int:
+        return int(len(self.indices_for_epoch(self.epoch)))
+
+    def total_length(self, epochs: int) -> int:
+        return int(sum(len(self.indices_for_epoch(e)) for e in range(int(epochs))))
+
+    def distinct_indices(self, epochs: int) -> int:
+        """Number of distinct training rows yielded over epochs 0..epochs-1."""
+        if hasattr(self.base, "selected_"):  # a fixed subset: the same rows every epoch
+            return int(len(self.base.selected_))
+        seen = np.zeros(0, dtype=np.int64)
+        for e in range(int(epochs)):
+            seen = np.union1d(seen, self.base.indices_for_epoch(e))
+        return int(len(seen))
+
+
+def equal_steps_factory(spec: str, *, scores=None) -> Callable:
+    """A trainer sampler factory for ``spec`` (see ``posecurator.selection.samplers.SAMPLER_SPECS``)
+    whose epochs are stretched to the training part's size (:class:`EqualLengthSampler`).
+    ``scores``: anything :func:`~posecurator.selection.samplers.resolve_scores` takes (a score
+    file keyed by sample_id, an aligned array, a dict). The sampler made by the last call is kept
+    in ``factory.made``."""
+    from posecurator.selection.samplers import parse_sampler_spec
+
+    inner = parse_sampler_spec(spec, scores=scores)
+
+    def factory(train_part: PoseSet, scores=None, *, epochs: int | None = None, seed: int | None = None):
+        base = inner(train_part, scores, epochs=epochs, seed=seed)
+        factory.made = EqualLengthSampler(base, len(train_part), seed=0 if seed is None else seed)
+        return factory.made
+
+    factory.spec, factory.accepts_epochs, factory.made = spec, True, None
+    return factory
+
+
+# ------------------------------------------------------------------------------ bench methods
+def make_method(name: str, *, vae_config=None) -> Callable[[MethodContext], dict]:
+    """The bench method ``name`` of :data:`METHOD_SPECS` (``vae_config``: the VAE's options as for
+    :func:`source_scores`)."""
+    if name not in METHOD_SPECS:
+        raise ValueError(f"unknown VAE sampling method {name!r}; known: {', '.join(METHOD_SPECS)}")
+    spec = METHOD_SPECS[name]
+
+    def method(ctx: MethodContext) -> dict:
+        from posecurator.train.trainer import LifterTrainer
+
+        info: dict = {"sampler": spec or "all"}
+        factory = None
+        if spec is not None:
+            needs_scores = spec.split(":")[0] in ("hard", "curriculum")
+            scores_file = None
+            if needs_scores:
+                _, vae_dir = source_scores(ctx.train, cache_dir=ctx.work_dir.parent, seed=ctx.seed, vae_config=vae_config,
+                                           progress=ctx.progress, log=_stderr if ctx.progress else None)
+                scores_file = vae_dir / SCORES_FILE
+                info["vae_dir"] = str(vae_dir)
+            factory = equal_steps_factory(spec, scores=scores_file)
+        t0 = time.perf_counter()
+        summary = LifterTrainer(ctx.config).fit(ctx.train, out_dir=ctx.work_dir, sampler=factory, progress=ctx.progress)
+        elapsed = time.perf_counter() - t0
+        distinct = summary["n_train"] if factory is None else factory.made.distinct_indices(ctx.config.epochs)
+        info.update(run_dir=str(ctx.work_dir), train_poses=int(distinct), train_time_s=elapsed,
+                    steps=int(summary["steps"]), n_train_part=int(summary["n_train"]))
+        return info
+
+    method.__name__ = f"train_{name}"
+    method.__doc__ = f"Bench method {name!r}: the lifter trained with sampler {spec or 'all (none)'}, equal steps."
+    return method
+
+
+for _name in VAE_METHODS:
+    bench.METHODS[_name] = make_method(_name)
+
+
+# ------------------------------------------------------------------------------ splits
+def _cmu_test_files(root: Path) -> list[Path]:
+    # the same files as the test part of hdm05-to-cmu (tests check they agree): every AMC, and the
+    # BVH files that are not a conversion of an AMC of the folder (01_01.bvh duplicates 01_01.amc)
+    cmu = root / "cmu"
+    amc = sorted(cmu.glob("*.amc")) + sorted(cmu.glob("*.amc.gz"))
+    bvh = sorted(p for p in list(cmu.glob("*.bvh")) + list(cmu.glob("*.bvh.gz"))
+                 if not (cmu / (p.name.split(".")[0] + ".amc")).exists())
+    return amc + bvh
+
+
+def bandai_to_cmu_split(root=None) -> Split:
+    """The Bandai -> CMU variant of issue 4: train Bandai datasets 1 + 2, test the CMU files of
+    ``hdm05-to-cmu`` (new people, activities and skeleton, no HDM05 in between)."""
+    root = Path(root) if root is not None else default_data_root()
+    for sub in ("bandai", "cmu"):
+        if not (root / sub).is_dir():
+            raise DataError(root / sub, "split bandai-to-cmu needs this folder (give the data root with --data)")
+    return Split("bandai-to-cmu", SplitPart([root / "bandai"], None, "Bandai 1+2"),
+                 SplitPart(_cmu_test_files(root), None, "CMU cmu/ (01_01.bvh duplicate of 01_01.amc left out)"),
+                 "Bandai datasets 1 and 2 -> CMU files in cmu/ (new people, activities, skeleton)")
+
+
+# ------------------------------------------------------------------------------ difficulty report
+def _pose_arrays_for_report(poses: PoseSet, space: str, projection_seed: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Poses as the VAE saw them (3D world mm, or 2D pixels / scoring projections) with visibility;
+    unlabelled joints (NaN) set to 0 so that EvalPose's masked products stay finite."""
+    from posecurator.models.pose_vae import pose_arrays
+
+    raw, vis = pose_arrays(poses, 3 if space == "3d" else 2, projection_seed=projection_seed)
+    raw = np.asarray(raw, dtype=np.float64)
+    if vis is not None:
+        raw = np.where(np.asarray(vis)[..., None] > 0, raw, 0.0)
+    return np.nan_to_num(raw, nan=0.0), None if vis is None else np.asarray(vis, dtype=np.float32)
+
+
+def _representatives(scores: np.ndarray, bins: np.ndarray, k: int) -> np.ndarray:
+    """(k,) index of the pose whose score is the median of its bin (one pose per bin, Fig. 3(a))."""
+    order = np.lexsort((scores, bins))  # by bin, then by score
+    starts = np.searchsorted(bins[order], np.arange(k))
+    ends = np.searchsorted(bins[order], np.arange(k), side="right")
+    return order[(starts + ends - 1) // 2]
+
+
+def bin_report(poses: PoseSet, scores: np.ndarray, *, out_dir: str | Path, k: int = DEFAULT_BINS, space: str = "3d",
+               projection_seed: int = 0, n_gallery: int = 6, heatmap_per_bin: int = HEATMAP_PER_BIN,
+               seed: int = 0, title: str = "", edges=None) -> dict:
+    """Bins, statistics and plots of scored poses, written to ``out_dir``; returns the summary.
+
+    poses: N poses; scores: (N,) VAE scores (NaN = unscored: too few labelled joints; left out of
+    the bins, bin -1 in the score file). Files: ``scores.npz`` (sample_id, score, bin),
+    ``bins.json`` (per-bin statistics, edges, the heatmap matrix), ``heatmap.png`` (Fig. 3(b):
+    mean EvalPose between the poses of bin i and bin j, ``heatmap_per_bin`` poses drawn per bin),
+    ``histogram.png``, ``gallery.png`` (the ``n_gallery`` easiest and hardest poses) and
+    ``bins_gallery.png`` (the median-score pose of every bin). ``edges``: another set's
+    :func:`~posecurator.selection.bins.bin_edges`; when given, the summary also counts these poses
+    in those bins (``counts_in_reference_bins``: held-out poses in the training set's bins).
+    """
+    from posecurator.report.plots import heatmap, score_histogram, skeleton_gallery
+    from posecurator.selection.bins import (assign_bins, bin_edges, bin_similarity_matrix, bin_statistics,
+                                            difficulty_bins, save_scores)
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    scores = np.asarray(scores, dtype=np.float64)
+    scored = np.flatnonzero(np.isfinite(scores))
+    if len(scored) < k:
+        raise DataError(None, f"only {len(scored)} poses could be scored (too few labelled joints in the rest); "
+                              f"cannot cut them into {k} bins (use --bins smaller)")
+    sub_scores = scores[scored]
+    sub_bins = difficulty_bins(sub_scores, k)
+    all_bins = np.full(len(scores), -1, dtype=np.int64)
+    all_bins[scored] = sub_bins
+    save_scores(out / SCORES_FILE, poses.sample_id, scores, bins=all_bins)
+
+    arrays, vis = _pose_arrays_for_report(poses, space, projection_seed)
+    arrays, vis = arrays[scored], None if vis is None else vis[scored]
+    extras = {}
+    for name in ("source", "subject", "activity"):
+        col = getattr(poses, name)
+        # labels worth counting per bin: more than one value, and not one per pose (COCO's image ids)
+        if col is not None and 1 < len(np.unique(col)) <= MAX_LABELS:
+            extras[name] = col[scored]
+    if vis is not None:
+        extras["visible_joints"] = (vis > 0).sum(axis=1).astype(np.float64)
+    stats = bin_statistics(sub_scores, sub_bins, k, **extras)
+    t0 = time.perf_counter()
+    sim = bin_similarity_matrix(arrays, sub_bins, layout=poses.layout, n_per_bin=heatmap_per_bin, k=k, seed=seed,
+                                visibility=vis)
+    heat_s = time.perf_counter() - t0
+    edges_own = bin_edges(sub_scores, sub_bins, k)
+    label = f"{title}: " if title else ""
+    files = {"scores": SCORES_FILE, "bins": "bins.json"}
+    files["heatmap"] = heatmap(sim, out / "heatmap.png", xlabels=range(k), ylabels=range(k), xlabel="bin (easy -> hard)",
+                               ylabel="bin (easy -> hard)", colorbar="mean EvalPose", annotate=False,
+                               title=f"{label}EvalPose between difficulty bins (Fig. 3b)").name
+    files["histogram"] = score_histogram({f"{space} VAE score": sub_scores}, out / "histogram.png", log=True,
+                                         xlabel="reconstruction error (Eq. 2, normalised pose)",
+                                         title=f"{label}pose VAE difficulty").name
+    n_g = max(1, min(int(n_gallery), len(scored) // 2))
+    order = np.argsort(sub_scores, kind="stable")
+    picks = np.concatenate([order[:n_g], order[::-1][:n_g]])
+    gallery_poses = _gallery_poses(arrays, vis, picks, space)
+    files["gallery"] = skeleton_gallery(gallery_poses, [f"{sub_scores[i]:.3g}" for i in picks], poses.layout,
+                                        out / "gallery.png", ncols=n_g, row_labels=["easiest", "hardest"],
+                                        suptitle=f"{label}easiest and hardest poses (VAE score)").name
+    reps = _representatives(sub_scores, sub_bins, k)
+    files["bins_gallery"] = skeleton_gallery(_gallery_poses(arrays, vis, reps, space),
+                                             [f"bin {b}: {sub_scores[i]:.3g}" for b, i in enumerate(reps)],
+                                             poses.layout, out / "bins_gallery.png", ncols=min(k, 10),
+                                             suptitle=f"{label}median pose of each bin (Fig. 3a)").name
+    summary = {
+        "title": title, "space": space, "k": k, "n_poses": int(len(scores)), "n_scored": int(len(scored)),
+        "n_unscored": int(len(scores) - len(scored)),
+        "score_quantiles": {f"q{q}": float(np.percentile(sub_scores, q)) for q in (0, 10, 50, 90, 100)},
+        "edges": edges_own.tolist(), "bins": stats, "similarity": sim.tolist(),
+        "similarity_note": "mean EvalPose (higher = more similar) between up to "
+                           f"{heatmap_per_bin} poses of bin i and of bin j (Fig. 3(b)); rows/cols 0 = easiest",
+        "heatmap_s": heat_s, "files": files,
+    }
+    if edges is not None:
+        ref = assign_bins(sub_scores, edges)
+        summary["counts_in_reference_bins"] = np.bincount(ref, minlength=len(edges) - 1).tolist()
+    _write_json(out / "bins.json", summary)
+    return summary
+
+
+def _gallery_poses(arrays: np.ndarray, vis: np.ndarray | None, picks: np.ndarray, space: str) -> np.ndarray:
+    poses = arrays[picks].astype(np.float64)
+    if vis is not None:  # unlabelled joints are not drawn (NaN segments are skipped)
+        poses = np.where(vis[picks][..., None] > 0, poses, np.nan)
+    if space == "3d":
+        return poses
+    # 2D drawing: centre each pose in its own frame (image coordinates, y down)
+    return poses - np.nanmean(poses, axis=1, keepdims=True)
+
+
+def _write_json(path: Path, obj) -> None:
+    import os
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(json.dumps(_json_safe(obj), indent=1))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _json_safe(obj):
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _json_safe(obj.tolist())
+    if isinstance(obj, (np.floating, np.integer)):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def run_difficulty(dataset, *, out_dir: str | Path, k: int = DEFAULT_BINS, space: str | None = None, seed: int = 0,
+                   vae_config=None, heldout=None, mapping: str | None = None, n_gallery: int = 6,
+                   heatmap_per_bin: int = HEATMAP_PER_BIN, progress: bool = True,
+                   log: Callable[[str], None] = print) -> dict:
+    """``posecurator difficulty``: pose VAE -> scores -> bins -> statistics and plots.
+
+    dataset: a path (pose-set folder or any importable file/folder) or a PoseSet. space: "3d"
+    (default when the set has 3D) or "2d" (default for 2D-only sets such as COCO; a 3D set is
+    then seen through one deterministic camera per pose). vae_config: a VAEConfig or dict of its
+    fields (missing fields from :func:`vae_config_for`; its seed is ``seed``). heldout: a second
+    data set (path or PoseSet) scored by the same VAE, never trained on; its report goes to
+    ``out_dir/heldout/``. Writes ``out_dir/vae/`` (the VAE), the files of :func:`bin_report` and
+    ``summary.json``; returns the summary.
+    """
+    from posecurator.train.vae_trainer import VAEConfig, score_poses, train_vae
+
+    t0 = time.perf_counter()
+    poses = _load(dataset, mapping=mapping, progress=progress)
+    held = _load(heldout, mapping=mapping, progress=progress) if heldout is not None else None
+    if space is None:
+        space = "3d" if poses.joints3d is not None else "2d"
+    if space not in ("2d", "3d"):
+        raise PoseCuratorError(f"space must be 2d or 3d, got {space!r}")
+    for name, ps in (("dataset", poses), ("held-out set", held)):
+        if ps is None:
+            continue
+        if space == "3d" and ps.joints3d is None:
+            raise PoseCuratorError(f"the {name} has 2D poses only; use --space 2d")
+        if ps.layout != poses.layout:
+            raise PoseCuratorError(f"the held-out set's layout {ps.layout} differs from the dataset's {poses.layout}")
+    if len(poses) < k:
+        raise PoseCuratorError(f"{len(poses)} poses cannot be cut into {k} bins")
+    if isinstance(vae_config, VAEConfig):
+        cfg = VAEConfig.from_dict({**vae_config.to_dict(), "space": space, "seed": seed})
+    else:
+        extra = dict(vae_config or {})
+        extra.pop("space", None)
+        extra.pop("seed", None)
+        cfg = vae_config_for(len(poses), space=space, seed=seed, **extra)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    log(f"[difficulty] {len(poses)} poses ({poses.layout}, {space}); pose VAE: {cfg.epochs} epochs"
+        + (f" on {cfg.max_samples} sampled poses" if cfg.max_samples and cfg.max_samples < len(poses) else ""))
+    t1 = time.perf_counter()
+    model, hist = train_vae(poses, cfg, out_dir=out / "vae", progress=progress)
+    vae_s = time.perf_counter() - t1
+    scores = score_poses(model, poses, projection_seed=cfg.projection_seed)
+    report = bin_report(poses, scores, out_dir=out, k=k, space=space, projection_seed=cfg.projection_seed,
+                        n_gallery=n_gallery, heatmap_per_bin=heatmap_per_bin, seed=seed, title="training set")
+    final = {key: hist[key][-1] for key in ("train_recon", "train_kl", "val_recon", "val_kl")}
+    summary = {"dataset": str(dataset) if not isinstance(dataset, PoseSet) else "<PoseSet>", "space": space, "k": k,
+               "n_poses": len(poses),
+               "vae": {"config": cfg.to_dict(), "train_s": vae_s, "final": final, "n_train": hist["n_train"],
+                       "n_val": hist["n_val"], "folder": "vae"},
+               "report": {key: report[key] for key in ("n_scored", "n_unscored", "score_quantiles", "files")}}
+    if held is not None:
+        held_scores = score_poses(model, held, projection_seed=cfg.projection_seed)
+        held_report = bin_report(held, held_scores, out_dir=out / "heldout", k=k, space=space,
+                                 projection_seed=cfg.projection_seed, n_gallery=n_gallery,
+                                 heatmap_per_bin=heatmap_per_bin, seed=seed, title="held-out set",
+                                 edges=np.asarray(report["edges"]))
+        summary["heldout"] = {"dataset": str(heldout) if not isinstance(heldout, PoseSet) else "<PoseSet>",
+                              "n_poses": len(held),
+                              **{key: held_report[key] for key in ("n_scored", "n_unscored", "score_quantiles",
+                                                                   "counts_in_reference_bins", "files")}}
+    summary["wall_time_s"] = time.perf_counter() - t0
+    _write_json(out / "summary.json", summary)
+    log(f"[difficulty] scores, bins and plots -> {out} ({summary['wall_time_s']:.0f} s)")
+    return summary
+
+
+def _load(dataset, *, mapping, progress) -> PoseSet:
+    return dataset if isinstance(dataset, PoseSet) else load_dataset(dataset, mapping=mapping, progress=progress)
+
+
+COCO_TRAIN = "person_keypoints_train2017_subset2155.json"
+COCO_HELDOUT = "person_keypoints_val2017_subset2213.json"
+
+
+def run_coco_difficulty(data_root=None, *, out_dir: str | Path, k: int = DEFAULT_BINS, seed: int = 0, vae_config=None,
+                        progress: bool = True, log: Callable[[str], None] = print) -> dict:
+    """The 2D-only case of issue 4: a 2D pose VAE trained on the COCO train2017 subset scores
+    and bins the held-out val2017 subset (per-bin statistics, Fig. 3(b) heatmap, galleries);
+    ``summary["heldout"]["counts_in_reference_bins"]`` shows how the held-out poses spread over
+    the training set's bins. No lifter is involved."""
+    root = Path(data_root) if data_root is not None else default_data_root()
+    coco = root / "coco"
+    for name in (COCO_TRAIN, COCO_HELDOUT):
+        if not (coco / name).is_file():
+            raise DataError(coco / name, "COCO keypoint file not found (give the data root)")
+    return run_difficulty(coco / COCO_TRAIN, out_dir=out_dir, k=k, space="2d", seed=seed, vae_config=vae_config,
+                          heldout=coco / COCO_HELDOUT, progress=progress, log=log)
+
+
+# ------------------------------------------------------------------------------ the experiment
+def evaluate_with_evalpose(run_dir, test: PoseSet, *, noise_px: float, seed: int,
+                           binnings: dict[str, np.ndarray] | None = None, k: int = DEFAULT_BINS) -> dict:
+    """The benchmark metrics of a run (the pairs of :func:`posecurator.train.evaluate.evaluate_run`,
+    so the same numbers) plus ``evalpose``: the mean EvalPose between predicted and true 3D pose
+    over all test pairs (higher = better; scale, rotation and translation invariant, so it measures
+    the pose's geometry only). ``binnings``: name -> (N,) bin (0..k-1) of every test pose; for each,
+    ``per_bin[name]`` holds (k,) lists ``mpjpe``, ``pa_mpjpe``, ``evalpose`` (NaN for an empty bin)
+    and ``counts`` (test poses per bin)."""
+    from posecurator.metrics import evalpose
+    from posecurator.selection.bins import per_bin_mean
+    from posecurator.skeleton import get_layout
+    from posecurator.train.checkpoint import load_lifter
+    from posecurator.train.evaluate import predict, score_pairs
+    from posecurator.train.pairs import evaluation_pairs
+
+    model, _ = load_lifter(run_dir)
+    pairs = evaluation_pairs(test, noise_px=noise_px, seed=seed)
+    pred = predict(model, pairs.x2d)
+    result, per_pose = score_pairs(pred, pairs.y3d, activity=test.activity[pairs.pose_index])
+    ep = evalpose(pred, pairs.y3d, layout=get_layout(test.layout))
+    result["evalpose"] = float(np.nanmean(ep))
+    result["per_bin"] = {}
+    values = np.stack([per_pose["mpjpe"], per_pose["pa_mpjpe"], ep], axis=1)
+    for name, bins in (binnings or {}).items():
+        bins = np.asarray(bins, dtype=np.int64)
+        if bins.shape != (len(test),):
+            raise ValueError(f"binning {name!r} must be ({len(test)},), got {bins.shape}")
+        means, _ = per_bin_mean(values, bins[pairs.pose_index], k)
+        result["per_bin"][name] = {"mpjpe": means[:, 0].tolist(), "pa_mpjpe": means[:, 1].tolist(),
+                                   "evalpose": means[:, 2].tolist(), "counts": np.bincount(bins, minlength=k).tolist()}
+    return result
+
+
+TABLE_KEYS = ("mpjpe", "pa_mpjpe", "pck3d", "auc", "evalpose", "train_poses", "steps", "train_time_s")
+# How target poses are put into bins for the per-bin figure:
+BINNINGS = {
+    # Fig. 4 as issue 4 asks: the source VAE's score, cut at the SOURCE's bin edges (a target pose
+    # falls in the bin of the source poses it is as hard as; off-distribution poses pile up at the top)
+    "source_edges": "target poses in the source's VAE bins",
+    # the paper's own Fig. 4 binning of the target set: equal-size bins of the target poses by the
+    # same source-trained VAE's score (every bin holds N/k target poses)
+    "target_quantiles": "equal-size bins of the target poses by the source VAE's score",
+}
+
+
+def run_vae_experiment(split: Split, *, out_dir: str | Path, seeds: Sequence[int] = (0, 1, 2),
+                       settings: Sequence[str] = ("gt",), methods: Sequence[str] = VAE_METHODS, preset: str = "fast",
+                       config=None, vae_config=None, k: int = DEFAULT_BINS, progress: bool = True,
+                       log: Callable[[str], None] = print) -> dict:
+    """Issue 4's experiment on one split: ``methods`` x ``seeds`` x ``settings`` through
+    :func:`posecurator.pipelines.bench.run_bench` (``results.json``, ``table.md``), then
+
+    * ``vae_table.md`` / ``vae_results.json``: MPJPE, PA-MPJPE, PCK3D, AUC and EvalPose (x 100)
+      between predicted and true 3D on the target, distinct training poses, steps; mean ± std over
+      seeds; and each method minus all of the source against the seed spread;
+    * the per-bin accuracy on the target (Fig. 4): each seed's source-trained VAE scores the target
+      poses, which are binned two ways (:data:`BINNINGS`): at the source's bin edges
+      (``per_bin_mpjpe.png``) and in equal-size target bins (``per_bin_mpjpe_target_quantiles.png``);
+      MPJPE per bin, mean ± std over seeds, one curve per method; ``per_bin_delta*.png`` (each
+      method minus ``vae_all``), ``target_bins.png`` (target poses per source bin) and
+      ``source_heatmap.png`` (Fig. 3(b) of the source, first seed). Noisy-2D figures get a
+      ``_noisy`` suffix.
+
+    ``vae_config``: the methods' VAE (a VAEConfig, or a dict of fields overriding
+    :func:`bench_vae_config`; None: that config); ``config`` a
+    TrainConfig overriding ``preset``. Runs (and VAEs) already finished in ``out_dir`` are reused.
+    """
+    from posecurator.report.plots import heatmap, per_bin_curve
+    from posecurator.selection.bins import assign_bins, bin_edges, bin_similarity_matrix, difficulty_bins
+    from posecurator.train.vae_trainer import load_vae, score_poses
+
+    out = Path(out_dir)
+    saved = {name: bench.METHODS.get(name) for name in METHOD_SPECS}
+    if vae_config is not None:
+        for name in METHOD_SPECS:
+            bench.METHODS[name] = make_method(name, vae_config=vae_config)
+    try:
+        results = bench.run_bench(split, out_dir=out, seeds=seeds, settings=settings, methods=methods, preset=preset,
+                                  config=config, progress=progress, log=log)
+    finally:
+        bench.METHODS.update({n: m for n, m in saved.items() if m is not None})
+    t0 = time.perf_counter()
+    train = load_part(split.train, cache_dir=out / "cache", progress=progress)
+    test = load_part(split.test, cache_dir=out / "cache", progress=progress)
+    per_seed = {}
+    for seed in seeds:
+        src, vae_dir = source_scores(train, cache_dir=out / "runs", seed=seed, vae_config=vae_config, progress=progress,
+                                     log=log)
+        src_bins = difficulty_bins(src, k)
+        edges = bin_edges(src, src_bins, k)
+        model, vcfg = load_vae(vae_dir)
+        tgt = score_poses(model, test, projection_seed=vcfg.projection_seed)
+        per_seed[seed] = {"source_bins": src_bins, "edges": edges,
+                          "binnings": {"source_edges": assign_bins(tgt, edges), "target_quantiles": difficulty_bins(tgt, k)},
+                          "score_quantiles": {"source": np.percentile(src, [10, 50, 90]).tolist(),
+                                              "target": np.percentile(tgt, [10, 50, 90]).tolist()}}
+    rows = []
+    for run in results["runs"]:
+        ps = per_seed[run["seed"]]
+        extra = evaluate_with_evalpose(run["run_dir"], test, noise_px=bench.SETTINGS[run["setting"]], seed=run["seed"],
+                                       binnings=ps["binnings"], k=k)
+        row = {key: run.get(key) for key in ("method", "setting", "seed", "run_dir", "train_poses", "steps",
+                                             "train_time_s", "sampler")}
+        row.update({key: extra[key] for key in ("mpjpe", "pa_mpjpe", "pck3d", "auc", "evalpose", "per_bin")})
+        rows.append(row)
+    summary = summarize_vae_runs(rows, k)
+    files = {}
+    seed0 = seeds[0]
+    sim = bin_similarity_matrix(train.joints3d, per_seed[seed0]["source_bins"], layout=train.layout, k=k, seed=seed0,
+                                n_per_bin=HEATMAP_PER_BIN)
+    files["source_heatmap"] = heatmap(sim, out / "source_heatmap.png", xlabels=range(k), ylabels=range(k),
+                                      xlabel="source bin (easy -> hard)", ylabel="source bin (easy -> hard)",
+                                      colorbar="mean EvalPose", annotate=False,
+                                      title=f"{split.train.label}: EvalPose between VAE bins (seed {seed0})").name
+    files.update(_per_bin_figures(summary, settings, k, out, split.name))
+    counts = np.mean([np.bincount(per_seed[s]["binnings"]["source_edges"], minlength=k) for s in seeds], axis=0)
+    files["target_bins"] = per_bin_curve(np.arange(k), {"target poses": counts}, out / "target_bins.png",
+                                         xlabel="source VAE bin (easy -> hard)", ylabel="target poses (mean over seeds)",
+                                         title=f"{split.name}: target poses in the source's difficulty bins").name
+    doc = {"split": split.name, "measures": split.measures, "train": results["train"], "test": results["test"],
+           "preset": results["preset"], "train_config": results["train_config"], "seeds": list(seeds),
+           "settings": list(settings), "k": k, "binnings": BINNINGS,
+           "vae": {str(s): {"edges": per_seed[s]["edges"].tolist(),
+                            "score_quantiles_10_50_90": per_seed[s]["score_quantiles"]} for s in seeds},
+           "target_in_source_bins_mean": counts.tolist(), "runs": rows, "summary": summary,
+           "verdict": verdict(summary), "files": files,
+           "bench_wall_time_s": results["wall_time_s"], "analysis_wall_time_s": time.perf_counter() - t0}
+    _write_json(out / "vae_results.json", doc)
+    (out / "vae_table.md").write_text(format_vae_table(doc))
+    log(f"[vae] table -> {out / 'vae_table.md'}; per-bin figures -> {out}")
+    return doc
+
+
+def _per_bin_figures(summary: list[dict], settings: Sequence[str], k: int, out: Path, split_name: str) -> dict:
+    from posecurator.report.plots import per_bin_curve
+
+    files = {}
+    x = np.arange(k)
+    for setting in settings:
+        rows = [s for s in summary if s["setting"] == setting]
+        if not rows:
+            continue
+        for binning, what in BINNINGS.items():
+            curves = {s["method"]: np.asarray(s["per_bin"][binning]["mpjpe"], dtype=np.float64) for s in rows}
+            errs = {s["method"]: np.asarray(s["per_bin"][binning]["mpjpe_std"], dtype=np.float64) for s in rows}
+            name = "" if binning == "source_edges" else f"_{binning}"
+            name += "" if setting == "gt" else f"_{setting}"
+            files[f"per_bin_mpjpe{name}"] = per_bin_curve(
+                x, curves, out / f"per_bin_mpjpe{name}.png", errors=errs, xlabel=f"bin (easy -> hard): {what}",
+                ylabel="target MPJPE (mm)", title=f"{split_name}, {setting} 2D: MPJPE per difficulty bin (Fig. 4)").name
+            ref = curves.get("vae_all")
+            if ref is not None and len(curves) > 1:
+                files[f"per_bin_delta{name}"] = per_bin_curve(
+                    x, {m: c - ref for m, c in curves.items() if m != "vae_all"}, out / f"per_bin_delta{name}.png",
+                    xlabel=f"bin (easy -> hard): {what}", ylabel="MPJPE minus vae_all (mm)",
+                    title=f"{split_name}, {setting} 2D: per-bin change against all of the source").name
+    return files
+
+
+def summarize_vae_runs(rows: list[dict], k: int) -> list[dict]:
+    """Mean and sample std over seeds per (method, setting) of :data:`TABLE_KEYS` and of every
+    per-bin curve (``per_bin[binning][metric]`` and ``..._std``, (k,) lists)."""
+    out = []
+    for method, setting in dict.fromkeys((r["method"], r["setting"]) for r in rows):
+        group = [r for r in rows if r["method"] == method and r["setting"] == setting]
+        s = {"method": method, "setting": setting, "n_seeds": len(group)}
+        for key in TABLE_KEYS:
+            vals = np.array([r[key] for r in group if r.get(key) is not None], dtype=np.float64)
+            if len(vals):
+                s[key], s[key + "_std"] = float(vals.mean()), float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
+        s["per_bin"] = {}
+        for binning in group[0].get("per_bin", {}):
+            s["per_bin"][binning] = {"counts": group[0]["per_bin"][binning]["counts"]}
+            for metric in ("mpjpe", "pa_mpjpe", "evalpose"):
+                curves = np.array([r["per_bin"][binning][metric] for r in group], dtype=np.float64).reshape(len(group), k)
+                with warnings.catch_warnings():  # a bin no target pose fell in is NaN for every seed
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    s["per_bin"][binning][metric] = np.nanmean(curves, axis=0).tolist()
+                    s["per_bin"][binning][metric + "_std"] = (np.nanstd(curves, axis=0, ddof=1) if len(group) > 1
+                                                              else np.zeros(k)).tolist()
+        out.append(s)
+    return out
+
+
+def verdict(summary: list[dict]) -> list[dict]:
+    """Per setting, each method minus ``vae_all`` in MPJPE, and whether the difference exceeds the
+    seed spread (the sum of the two standard deviations): "better", "worse" or "within the seed spread"."""
+    out = []
+    for s in summary:
+        ref = next((r for r in summary if r["method"] == "vae_all" and r["setting"] == s["setting"]), None)
+        if s["method"] == "vae_all" or ref is None or "mpjpe" not in s:
+            continue
+        diff = s["mpjpe"] - ref["mpjpe"]
+        spread = s.get("mpjpe_std", 0.0) + ref.get("mpjpe_std", 0.0)
+        out.append({"method": s["method"], "setting": s["setting"], "mpjpe_minus_all": diff, "spread": spread,
+                    "outcome": "better" if diff < -spread else "worse" if diff > spread else "within the seed spread"})
+    return out
+
+
+def format_vae_table(doc: dict) -> str:
+    """Markdown table of :func:`run_vae_experiment` (mean ± std over seeds)."""
+    lines = [
+        f"Split `{doc['split']}`: train {doc['train']['label']} ({doc['train']['poses']} poses), test "
+        f"{doc['test']['label']} ({doc['test']['poses']} poses x 4 cameras). Lifter preset `{doc['preset']}`, "
+        f"seeds {doc['seeds']}, mean ± std over seeds. Every method makes the same number of steps; "
+        "'train poses' = distinct poses it trains on. EvalPose x 100 (higher = better).",
+        "",
+        "| method | 2D | MPJPE (mm) | PA-MPJPE (mm) | PCK3D@150 (%) | AUC (%) | EvalPose | train poses | steps | train time (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in doc["summary"]:
+        def pm(key, scale=1.0, nd=1):
+            return f"{s[key] * scale:.{nd}f} ± {s[key + '_std'] * scale:.{nd}f}" if key in s else "-"
+        lines.append(f"| {s['method']} | {s['setting']} | {pm('mpjpe')} | {pm('pa_mpjpe')} | {pm('pck3d', 100)} | "
+                     f"{pm('auc', 100)} | {pm('evalpose', 100, 2)} | {int(s.get('train_poses', 0))} | "
+                     f"{int(s.get('steps', 0))} | {s.get('train_time_s', 0):.0f} |")
+    if doc.get("verdict"):
+        lines += ["", "MPJPE minus `vae_all` (negative = better) against the seed spread (sum of the two stds):", ""]
+        for v in doc["verdict"]:
+            lines.append(f"- {v['method']} ({v['setting']}): {v['mpjpe_minus_all']:+.1f} mm, spread {v['spread']:.1f} mm"
+                         f" -> {v['outcome']}")
+    counts = doc.get("target_in_source_bins_mean")
+    if counts:
+        top = sum(counts[-3:]) / max(sum(counts), 1)
+        lines += ["", f"Target poses in the source's top 3 of {doc['k']} VAE bins: {100 * top:.0f}% "
+                      f"({100 * 3 / doc['k']:.0f}% if the target were distributed like the source)."]
+    return "\n".join(lines) + "\n"
