@@ -32,7 +32,8 @@ def project_points(x_cam: np.ndarray, f, c, k=None, p=None) -> np.ndarray:
     """Project (..., J, 3) camera-frame points to (..., J, 2) pixels.
 
     f, c: (..., 2) focal lengths and principal point (broadcast over J). k: (..., 3) radial and
-    p: (..., 2) tangential distortion coefficients (Brown-Conrady, as Human3.6M), or None.
+    p: (..., 2) tangential distortion coefficients (Brown-Conrady in OpenCV's convention:
+    k = (k1, k2, k3), p = (p1, p2)), or None.
     Points at or behind the camera plane give non-finite pixels rather than wrapping around.
     """
     x_cam = np.asarray(x_cam)
@@ -50,7 +51,9 @@ def project_points(x_cam: np.ndarray, f, c, k=None, p=None) -> np.ndarray:
         tan = 0.0
         if p is not None:
             p = np.asarray(p)[..., None, :]
-            tan = np.sum(p * xy, axis=-1, keepdims=True)
+            # OpenCV's Brown-Conrady form with p = (p1, p2):
+            # x' = x*radial + 2*p1*x*y + p2*(r2 + 2*x^2), y' = y*radial + p1*(r2 + 2*y^2) + 2*p2*x*y
+            tan = np.sum(p[..., ::-1] * xy, axis=-1, keepdims=True)
             xy = xy * (radial + 2 * tan) + p[..., ::-1] * r2
         else:
             xy = xy * radial

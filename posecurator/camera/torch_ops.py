@@ -30,7 +30,7 @@ def project_points_torch(x_cam: torch.Tensor, f: torch.Tensor, c: torch.Tensor,
             radial = 1 + k[..., 0:1] * r2 + k[..., 1:2] * r2**2 + k[..., 2:3] * r2**3
         if p is not None:
             p = p.unsqueeze(-2)
-            tan = (p * xy).sum(-1, keepdim=True)
+            tan = (p.flip(-1) * xy).sum(-1, keepdim=True)  # OpenCV convention, see camera.core
             xy = xy * (radial + 2 * tan) + p.flip(-1) * r2
         else:
             xy = xy * radial
