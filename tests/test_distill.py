@@ -231,17 +231,18 @@ def tiny_run(original, tmp_path_factory):
 
 
 def test_lifter_error_scorer(tiny_run, held_out, augmented):
+    from posecurator.pipelines.add import lifter_error_scorer
     from posecurator.scoring.lifter_error import LifterErrorScorer
 
     run_dir, trainer = tiny_run
-    scorer = get_scorer("lifter_error", run_dir=run_dir, seed=0)
-    err = scorer.fit().score_samples(held_out)
+    scorer = lifter_error_scorer(run_dir, seed=0)
+    err = scorer.score_samples(held_out)
     assert err.shape == (len(held_out),) and np.all(np.isfinite(err)) and np.all(err > 0)
     assert np.median(err) < 400  # a lifter trained on these people, not noise
     np.testing.assert_array_equal(err, scorer.score_samples(held_out))  # seeded cameras: reproducible
     from_model = LifterErrorScorer(model=trainer.model_, seed=0).fit().score_samples(held_out)
     np.testing.assert_allclose(from_model, err, rtol=1e-5)
-    two_views = LifterErrorScorer(run_dir=run_dir, n_views=2, seed=0).score_samples(held_out)
+    two_views = lifter_error_scorer(run_dir, n_views=2, seed=0).score_samples(held_out)
     assert not np.allclose(two_views, err)
     # the distiller with both terms
     qd = QualityDistiller(w=0.5, keep=0.8, rationality=scorer).fit(held_out)

@@ -25,7 +25,8 @@
    distilled augmentation, with lineage), ``lifter/`` (the final run folder), ``config.json`` +
    ``best.safetensors`` (a copy of the final lifter, so ``posecurator evaluate OUT DATA`` works
    as well as ``posecurator evaluate OUT/lifter DATA``), ``reference/`` (the reference lifter),
-   ``add_config.json``, ``summary.json`` and ``plots/`` (score histogram, PCA map, gallery).
+   ``add_config.json``, ``summary.json`` and ``plots/`` (``plot_data.npz``; the PNGs score
+   histogram, PCA map and gallery when a renderer is given, as the CLI does).
 
 Benchmark methods (registered in :data:`posecurator.pipelines.bench.METHODS`): ``full_aug``,
 ``random_subset``, ``quality_only``, ``scale_only``, ``add``, ``add_optuna``; see
@@ -405,9 +406,15 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 
 
 def run_add(train: PoseSet, out_dir: str | os.PathLike, config: ADDConfig | None = None, *, progress: bool = True,
-            log: Callable[[str], None] | None = None) -> dict:
+            log: Callable[[str], None] | None = None,
+            render: Callable[[Path], dict] | None = None) -> dict:
     """AugData Distillation on ``train`` (3D poses, H36M17, mm); writes ``out_dir`` (see the
     module docstring) and returns the summary dict (also ``out_dir/summary.json``).
+
+    Plots: with ``config.plots`` the plot data go to ``out_dir/plots/plot_data.npz``
+    (:func:`write_plot_data`); ``render(plot_dir) -> {name: png path}`` draws them, normally
+    :func:`posecurator.report.plots.render_add_plots` (the CLI passes it; the pipeline layer does
+    not import the report layer above it).
 
     Summary keys: ``config``, ``sizes`` (original, train_part, validation, distilled, total,
     achieved multiplier), ``generations`` (per generation: population, made, rejected by the
@@ -461,7 +468,11 @@ def run_add(train: PoseSet, out_dir: str | os.PathLike, config: ADDConfig | None
 
     plots = {}
     if config.plots:
-        plots = write_plots(out / "plots", ctx, distilled, scale, seed=int(config.seed), n_gallery=config.gallery)
+        write_plot_data(out / "plots", ctx, distilled, scale, seed=int(config.seed), n_gallery=config.gallery)
+        plots["data"] = f"plots/{PLOT_DATA}"
+        if render is not None:
+            plots.update({name: str(Path(f).relative_to(out)) if Path(f).is_relative_to(out) else str(f)
+                          for name, f in render(out / "plots").items()})
 
     n0 = len(ctx.train_part)
     summary = {
@@ -519,66 +530,68 @@ def _val_clips(ctx: ADDContext) -> list[str]:
     return [] if ctx.val_part is None else sorted(np.unique(ctx.val_part.clip).tolist())
 
 
-def write_plots(plot_dir: Path, ctx: ADDContext, distilled: PoseSet, scale: ScaleDistiller, *, seed: int = 0,
-                n_gallery: int = 6) -> dict:
-    """Score histogram (kept vs dropped), PCA map (original / kept / dropped) and a gallery of
-    original, kept and dropped skeletons. Returns {name: file name}."""
-    from posecurator.report.plots import pca_map, score_histogram, skeleton_gallery
+PLOT_DATA = "plot_data.npz"
 
+
+def write_plot_data(plot_dir: Path, ctx: ADDContext, distilled: PoseSet, scale: ScaleDistiller, *, seed: int = 0,
+                    n_gallery: int = 6) -> Path:
+    """What the ADD plots show, as plain arrays in ``plot_dir/plot_data.npz`` (no pickle):
+
+    ``score_kept`` / ``score_dropped`` (ADD scores), ``pca_original`` / ``pca_kept`` /
+    ``pca_dropped`` (N, 2) embeddings in the reference PCA plane, ``gmm_weights`` (K,),
+    ``gmm_means`` (K, 2), ``gmm_covariances`` (K, 2, 2) of the reference mixture, and a gallery:
+    ``gallery_poses`` (R * C, 17, 3) mm world frame, ``gallery_titles`` (R * C,), ``gallery_rows``
+    (R,) labels, rows of ``n_gallery`` poses: original (random), kept (random), dropped (random),
+    dropped with the highest scores. The report layer draws them
+    (:func:`posecurator.report.plots.render_add_plots`); pipelines never import the report layer.
+    """
     plot_dir = Path(plot_dir)
-    files = {}
-    score_histogram({"kept": scale.kept_score_, "dropped": scale.dropped_score_}, plot_dir / "score_histogram.png",
-                    xlabel="ADD score (higher = dropped first)", title="ADD quality distillation")
-    files["score_histogram"] = "plots/score_histogram.png"
-
+    plot_dir.mkdir(parents=True, exist_ok=True)
     density = ctx.density
-    groups = {"original": density.embed(ctx.train_part)}
-    if len(distilled):
-        groups["kept"] = density.embed(distilled)
-    if len(scale.dropped_):
-        groups["dropped"] = density.embed(scale.dropped_)
-    g = density.gmm_
-    from posecurator.scoring.density import mixture_log_density
-
-    pca_map(groups, plot_dir / "pca_map.png", title="PCA map of the reference distribution", seed=seed,
-            colors=("#7f7f7f", "#2ca02c", "#d62728")[:len(groups)],
-            density=lambda v: mixture_log_density(v, g.weights_, g.means_, g.covariances_))
-    files["pca_map"] = "plots/pca_map.png"
-
+    empty2 = np.zeros((0, 2))
+    arrays = {
+        "score_kept": np.asarray(scale.kept_score_, dtype=np.float64),
+        "score_dropped": np.asarray(scale.dropped_score_, dtype=np.float64),
+        "pca_original": density.embed(ctx.train_part),
+        "pca_kept": density.embed(distilled) if len(distilled) else empty2,
+        "pca_dropped": density.embed(scale.dropped_) if len(scale.dropped_) else empty2,
+        "gmm_weights": density.gmm_.weights_, "gmm_means": density.gmm_.means_,
+        "gmm_covariances": density.gmm_.covariances_,
+    }
     rng = np.random.default_rng([seed, 101])
     rows, titles, labels = [], [], []
-
-    def add_row(label, poses: PoseSet, scores, pick):
-        if len(poses) == 0 or n_gallery <= 0:
-            return
-        idx = pick(len(poses))
-        rows.append(poses.joints3d[idx])
-        titles.extend([label if scores is None else f"{label} {scores[i]:.2f}" for i in idx])
-        labels.append(label)
 
     def random_pick(n):
         return np.sort(rng.choice(n, min(n_gallery, n), replace=False))
 
-    add_row("original", ctx.train_part, None, random_pick)
-    add_row("kept", distilled, scale.kept_score_, random_pick)
-    add_row("dropped", scale.dropped_, scale.dropped_score_, random_pick)
-    add_row("worst", scale.dropped_, scale.dropped_score_,
-            lambda n: np.argsort(-scale.dropped_score_, kind="stable")[:min(n_gallery, n)])
-    if rows:
-        per_row = max(len(r) for r in rows)
-        poses, flat_titles, k = [], [], 0
-        for r in rows:  # pad short rows so each group starts a new row
-            pad = per_row - len(r)
-            poses.append(r)
-            flat_titles.extend(titles[k:k + len(r)])
-            k += len(r)
-            if pad:
-                poses.append(np.repeat(r[-1:], pad, axis=0))
-                flat_titles.extend([""] * pad)
-        skeleton_gallery(np.concatenate(poses), flat_titles, "h36m17", plot_dir / "gallery.png", ncols=per_row,
-                         row_labels=labels, suptitle="original / kept / dropped (random) / dropped (highest score)")
-        files["gallery"] = "plots/gallery.png"
-    return files
+    def worst_pick(n):
+        return np.argsort(-scale.dropped_score_, kind="stable")[:min(n_gallery, n)]
+
+    for label, poses, scores, pick in (("original", ctx.train_part, None, random_pick),
+                                       ("kept", distilled, scale.kept_score_, random_pick),
+                                       ("dropped", scale.dropped_, scale.dropped_score_, random_pick),
+                                       ("worst", scale.dropped_, scale.dropped_score_, worst_pick)):
+        if len(poses) == 0 or n_gallery <= 0:
+            continue
+        idx = pick(len(poses))
+        row = poses.joints3d[idx]
+        row_titles = [label if scores is None else f"{label} {scores[i]:.2f}" for i in idx]
+        pad = n_gallery - len(idx)  # short rows are padded (blank titles) so each group starts a row
+        if pad:
+            row = np.concatenate([row, np.repeat(row[-1:], pad, axis=0)])
+            row_titles += [""] * pad
+        rows.append(row)
+        titles.extend(row_titles)
+        labels.append(label)
+    arrays["gallery_poses"] = np.concatenate(rows) if rows else np.zeros((0, 17, 3), np.float32)
+    arrays["gallery_titles"] = np.asarray(titles, dtype=str)
+    arrays["gallery_rows"] = np.asarray(labels, dtype=str)
+    path = plot_dir / PLOT_DATA
+    tmp = plot_dir / f".{PLOT_DATA}.tmp"
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    os.replace(tmp, path)
+    return path
 
 
 # ------------------------------------------------------------------------------------ benchmark
@@ -618,7 +631,8 @@ class _Shared:
         self.fingerprint = data_fingerprint(bctx.train)
         memo_key = (str(self.root), self.fingerprint, _key(self.config.to_dict(), self.train_cfg.to_dict()))
         if memo_key not in _CONTEXTS:
-            _CONTEXTS.clear()  # one (setting, seed) at a time: keep memory flat
+            while len(_CONTEXTS) >= _MAX_CONTEXTS:  # a table has 2 settings x 3 seeds; keep memory bounded
+                _CONTEXTS.pop(next(iter(_CONTEXTS)))
             _CONTEXTS[memo_key] = ADDContext.build(bctx.train, self.config, self.train_cfg)
         self.ctx = _CONTEXTS[memo_key]
 
@@ -661,7 +675,8 @@ class _Shared:
                 "train_time_s": float(train_s), "gen_time_s": float(gen_s), "score_time_s": float(score_s), **extra}
 
 
-_CONTEXTS: dict = {}
+_CONTEXTS: dict = {}  # in-process memo of fitted priors / reference distributions
+_MAX_CONTEXTS = 8
 
 
 def bench_full_aug(bctx) -> dict:

@@ -4,22 +4,24 @@ The paper (AugData Distillation, Sec. 3.2, Eq. 2): a lifter trained on the origi
 *reference model*, trained once and never updated) lifts the augmented 2D pose; its error against
 the augmented 3D pose, ``error_i = |f(X_i^2d, theta_M) - X_i^3d|``, says how reasonable the pair is
 from a lifter's point of view. Here the augmented 3D pose (world frame, mm) is seen through seeded
-random *training* cameras (:class:`posecurator.camera.RandomCameraSampler`, the ranges the
-reference run was trained with when it is loaded from a run directory), projected and normalised
-exactly as the trainer does (:func:`posecurator.train.pairs.sample_training_pairs`), lifted, and
-compared in the camera frame, root-relative: the score is the per-pose MPJPE in mm, averaged over
-``n_views`` cameras. Scores are reproducible: every call draws its cameras from ``seed`` afresh.
+random *training* cameras (:class:`posecurator.camera.RandomCameraSampler`; give the ranges the
+reference lifter was trained with), projected and normalised exactly as the trainer does
+(:func:`posecurator.camera.pairs.sample_training_pairs`, the same draws as the trainer's), lifted,
+and compared in the camera frame, root-relative: the score is the per-pose MPJPE in mm, averaged
+over ``n_views`` cameras. Scores are reproducible: every call draws its cameras from ``seed`` afresh.
 
 Direction: **higher = the reference lifter errs more = less reasonable pair**. Range [0, inf) mm.
 
-Layering note: the pairs and the lifter live in :mod:`posecurator.train`, a higher layer than
-scoring; they are imported lazily, only when a run directory is loaded or pairs are made, so
-importing :mod:`posecurator.scoring` never pulls in torch.
+Layering: scoring sits below the training layer, so the scorer never imports
+:mod:`posecurator.train` or :mod:`posecurator.models`. It takes the lifter as a function
+``predict_fn(x2d_norm (M, J, 2)) -> (M, J, 3) mm`` (or as any torch module, run in eval mode
+here). Higher layers build one from a run folder:
+:func:`posecurator.pipelines.add.lifter_error_scorer` (``load_lifter`` + ``predict`` + the run's
+camera ranges).
 """
 
 from __future__ import annotations
 
-import os
 from typing import Callable
 
 import numpy as np
@@ -28,58 +30,68 @@ from posecurator.poseset import PoseSet
 from posecurator.scoring.base import PoseScorer, register_scorer
 
 
+def torch_module_predict_fn(model, *, batch_size: int = 8192) -> Callable[[np.ndarray], np.ndarray]:
+    """``predict_fn`` of a torch module mapping (B, J, 2) float32 -> (B, J, 3): eval mode, no grad,
+    batches of ``batch_size``, on the module's device; its train/eval mode is restored after."""
+    import torch  # only when a module is given: importing the scorer must not need torch
+
+    def predict_fn(x2d: np.ndarray) -> np.ndarray:
+        x2d = np.asarray(x2d, dtype=np.float32)
+        device = next(model.parameters()).device
+        was_training = model.training
+        model.eval()
+        try:
+            out = []
+            with torch.no_grad():
+                for start in range(0, len(x2d), batch_size):
+                    out.append(model(torch.from_numpy(x2d[start:start + batch_size]).to(device)).cpu().numpy())
+            return np.concatenate(out) if out else np.zeros((0, x2d.shape[1], 3), np.float32)
+        finally:
+            model.train(was_training)
+
+    return predict_fn
+
+
 @register_scorer("lifter_error")
 class LifterErrorScorer(PoseScorer):
     """Per-pose MPJPE (mm) of a reference lifter on the pose seen through seeded random cameras.
 
-    Give either ``run_dir`` (a trained lifter run: ``posecurator.train.checkpoint.load_lifter``;
-    its ``camera`` ranges are used unless ``camera`` is given) or ``model`` (a torch lifter, run
-    with ``posecurator.train.evaluate.predict``) or ``predict_fn`` ((M, 17, 2) normalised 2D ->
-    (M, 17, 3) mm, camera frame, root-relative). ``camera``: keyword arguments of
-    :class:`RandomCameraSampler` or a sampler; ``n_views`` cameras per pose; ``noise_px`` pixel
-    noise added to the 2D (0 = exact projection); ``seed``; ``chunk`` poses per batch.
+    Give either ``predict_fn`` ((M, J, 2) normalised 2D -> (M, J, 3) mm, camera frame,
+    root-relative) or ``model`` (a torch module with that signature, e.g. a
+    ``SimpleBaselineLifter``; see :func:`torch_module_predict_fn`). From a run folder use
+    :func:`posecurator.pipelines.add.lifter_error_scorer`. ``camera``: keyword arguments of
+    :class:`RandomCameraSampler` (the ranges the lifter was trained with) or a sampler;
+    ``n_views`` cameras per pose; ``noise_px`` pixel noise added to the 2D (0 = exact
+    projection; use the lifter's training noise); ``seed``; ``chunk`` poses per batch.
+
+    Learned (``fit``): ``predict_`` the prediction function, ``sampler_`` the camera sampler.
     """
 
     higher_means = "the reference lifter errs more on the pose's 2D-3D pair (MPJPE, mm)"
     score_range = (0.0, float("inf"))
 
-    def __init__(self, *, run_dir: str | os.PathLike | None = None, model=None,
-                 predict_fn: Callable[[np.ndarray], np.ndarray] | None = None, camera=None, n_views: int = 1,
-                 noise_px: float = 0.0, seed: int = 0, which: str = "best", chunk: int = 65536):
-        if sum(x is not None for x in (run_dir, model, predict_fn)) != 1:
-            raise ValueError("give exactly one of run_dir, model or predict_fn")
+    def __init__(self, *, predict_fn: Callable[[np.ndarray], np.ndarray] | None = None, model=None, camera=None,
+                 n_views: int = 1, noise_px: float = 0.0, seed: int = 0, chunk: int = 65536):
+        if sum(x is not None for x in (model, predict_fn)) != 1:
+            raise ValueError("give exactly one of predict_fn or model (from a run folder: "
+                             "posecurator.pipelines.add.lifter_error_scorer(run_dir))")
         if n_views < 1:
             raise ValueError(f"n_views must be >= 1, got {n_views}")
-        self.run_dir = run_dir
         self.model = model
         self.predict_fn = predict_fn
         self.camera = camera
         self.n_views = n_views
         self.noise_px = noise_px
         self.seed = seed
-        self.which = which
         self.chunk = chunk
 
     def fit(self, reference: PoseSet | None = None) -> "LifterErrorScorer":
-        """Load the reference lifter (the reference poses are not needed: the lifter is trained already)."""
+        """Set up the prediction function and the camera sampler (the reference poses are not
+        needed: the lifter is trained already)."""
         from posecurator.camera import RandomCameraSampler
 
         camera = self.camera
-        if self.run_dir is not None:
-            from posecurator.train.checkpoint import load_lifter
-            from posecurator.train.evaluate import predict
-
-            model, config = load_lifter(self.run_dir, which=self.which)
-            self.predict_ = lambda x2d: predict(model, x2d)
-            if camera is None:
-                camera = config.get("camera")
-        elif self.model is not None:
-            from posecurator.train.evaluate import predict
-
-            model = self.model
-            self.predict_ = lambda x2d: predict(model, x2d)
-        else:
-            self.predict_ = self.predict_fn
+        self.predict_ = torch_module_predict_fn(self.model) if self.model is not None else self.predict_fn
         if isinstance(camera, RandomCameraSampler):
             self.sampler_ = camera
         else:
@@ -89,7 +101,7 @@ class LifterErrorScorer(PoseScorer):
 
     def score_samples(self, poses: PoseSet) -> np.ndarray:
         """(N,) MPJPE in mm of the reference lifter per pose (mean over ``n_views`` cameras); higher = worse."""
-        from posecurator.train.pairs import sample_training_pairs
+        from posecurator.camera.pairs import sample_training_pairs
 
         if not hasattr(self, "predict_"):
             self.fit()

@@ -217,11 +217,16 @@ class ScaleDistiller:
     (seed, operators, batch size, max generations, offspring ratio; its ``multiple`` is ignored);
     ``population``: "all" = original + every distilled child so far breeds the next generation
     (the distilled set is the next "initial distribution"), "last" = only the last distilled set.
+    ``record``: keep, after :meth:`run`, the poses dropped by score and every pose's score
+    components, for reports: ``kept_score_`` (M,) aligned with the returned augmentation,
+    ``dropped_`` (PoseSet of the children dropped by score, incl. the last generation's surplus),
+    ``dropped_score_``, and ``kept_components_`` / ``dropped_components_`` (dicts of "novelty",
+    "error" (mm; None without a rationality scorer), aligned likewise).
     """
 
     def __init__(self, *, multiplier: float = 1.6, distiller: QualityDistiller | None = None,
                  prior: JointAnglePrior | None = None, evolution: EvolutionConfig | None = None,
-                 population: str = "all", progress: bool = False):
+                 population: str = "all", progress: bool = False, record: bool = False):
         if multiplier < 1.0:
             raise ValueError(f"multiplier must be >= 1 (the original counts), got {multiplier}")
         if population not in ("all", "last"):
@@ -232,6 +237,7 @@ class ScaleDistiller:
         self.evolution = evolution
         self.population = population
         self.progress = progress
+        self.record = record
 
     def run(self, original: PoseSet) -> tuple[PoseSet, list[ScaleStep]]:
         """The distilled augmentation (``round(multiplier * N) - N`` poses unless ``max_generations``
@@ -247,6 +253,8 @@ class ScaleDistiller:
         next_id = next_sample_id(original)
         generation = int(original.generation.max()) + 1
         kept_sets, steps = [], []
+        rec = {k: [] for k in ("kept_score", "dropped_score", "dropped", "kept_novelty", "dropped_novelty",
+                               "kept_error", "dropped_error")}
         have, acceptance = 0, 1.0
         bar = None
         if self.progress and need:
@@ -271,6 +279,14 @@ class ScaleDistiller:
                 kept = children.subset(mask)
                 s_kept = float(score[mask].mean()) if mask.any() else float("nan")
                 s_drop = float(score[~mask].mean()) if (~mask).any() else float("nan")
+                if self.record:
+                    rec["kept_score"].append(score[mask])
+                    rec["dropped_score"].append(score[~mask])
+                    rec["dropped"].append(children.subset(~mask))
+                    for part, sel in (("kept", mask), ("dropped", ~mask)):
+                        rec[part + "_novelty"].append(distiller.last_novelty_[sel])
+                        err = distiller.last_error_
+                        rec[part + "_error"].append(None if err is None else err[sel])
             else:
                 kept, n_distilled, s_kept, s_drop = children, 0, float("nan"), float("nan")
             steps.append(ScaleStep(generation=generation, population=len(pop), made=st.made, rejected=st.rejected,
@@ -288,7 +304,22 @@ class ScaleDistiller:
         if bar is not None:
             bar.close()
         augmented = PoseSet.concatenate(kept_sets) if kept_sets else pop.subset(slice(0, 0))
+        if self.record:
+            self._store_record(rec, pop)
         return augmented, steps
+
+    def _store_record(self, rec: dict, pop: PoseSet) -> None:
+        def cat(parts):
+            return np.concatenate(parts) if parts else np.zeros(0)
+
+        def cat_err(parts):
+            return None if not parts or any(p is None for p in parts) else np.concatenate(parts)
+
+        self.kept_score_ = cat(rec["kept_score"])
+        self.dropped_score_ = cat(rec["dropped_score"])
+        self.dropped_ = PoseSet.concatenate(rec["dropped"]) if rec["dropped"] else pop.subset(slice(0, 0))
+        self.kept_components_ = {"novelty": cat(rec["kept_novelty"]), "error": cat_err(rec["kept_error"])}
+        self.dropped_components_ = {"novelty": cat(rec["dropped_novelty"]), "error": cat_err(rec["dropped_error"])}
 
     def with_params(self, **changes) -> "ScaleDistiller":
         """A copy with ``multiplier``, ``keep`` and/or ``w`` changed (the fitted reference is shared)."""

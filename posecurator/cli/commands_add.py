@@ -1,0 +1,206 @@
+"""CLI commands of AugData Distillation: `add`, `augment`, `score` (registered by cli.main)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from posecurator.errors import DataError, PoseCuratorError
+
+SCORER_NAMES = ("density", "lifter_error", "vae_recon")
+
+
+def register(sub, add_parser, commands: dict) -> None:
+    """Add the ADD subcommands to the ``posecurator`` parser (``add_parser(sub, name, help, examples)``)."""
+    s = add_parser(sub, "add", "AugData Distillation: augment, distil (quality + scale) and retrain the lifter.",
+                   "  posecurator add hdm05_train.pcs -o runs/add\n"
+                   "  posecurator add hdm05_train.pcs -o runs/add --multiplier 1.6 --keep 0.8 --seed 1\n"
+                   "  posecurator add hdm05_train.pcs -o runs/add-bayes --search bayes --n-trials 10\n"
+                   "  posecurator add ../shared/data/hdm05 -o runs/add --config add.json   # add.json: ADDConfig fields\n"
+                   "  posecurator evaluate runs/add test.pcs --json                        # the final lifter\n"
+                   "writes RUN_DIR/distilled.pcs, lifter/ (also RUN_DIR itself is evaluable), reference/,\n"
+                   "summary.json, add_config.json and plots/*.png\n")
+    s.add_argument("dataset", metavar="TRAIN_DATASET", help="training dataset folder (or any importable file/folder)")
+    s.add_argument("-o", "--output", required=True, metavar="RUN_DIR", help="output folder")
+    s.add_argument("--config", help="JSON file of ADDConfig fields (options below override it)")
+    s.add_argument("--multiplier", type=float, help="total training size as a multiple of the original (default 1.6)")
+    s.add_argument("--keep", type=float, help="fraction kept by quality distillation per generation (default 0.8)")
+    s.add_argument("--w", type=float, help="weight of the diversity term 1 - prob (default 0.5)")
+    s.add_argument("--seed", type=int, help="seed of everything (default 0)")
+    s.add_argument("--search", choices=["none", "multiscale", "bayes"], help="search of the multiplier (multiscale) "
+                   "or of keep, multiplier and w (bayes, Optuna) on a validation split (default none)")
+    s.add_argument("--n-trials", type=int, help="Optuna trials for --search bayes (default 8)")
+    s.add_argument("--retrain", choices=["finetune", "scratch"], help="final lifter: fine-tune the reference (default) or from scratch")
+    s.add_argument("--preset", help="lifter training preset: fast | default | large (default fast)")
+    s.add_argument("--noise-px", type=float, help="2D noise (px) while training and scoring (default 0)")
+    commands["add"] = cmd_add
+
+    s = add_parser(sub, "augment", "Evolutionary augmentation only (TAG-Net operators + the learned plausibility prior).",
+                   "  posecurator augment hdm05.pcs -o hdm05_aug.pcs                  # 5 x the original\n"
+                   "  posecurator augment hdm05.pcs -o hdm05_aug.pcs --multiplier 2 --seed 3\n"
+                   "  posecurator augment hdm05.pcs -o new_only.pcs --only-new --config add.json\n"
+                   "writes the dataset (original + generated poses with lineage) and OUT/augment_stats.json\n")
+    s.add_argument("dataset", help="dataset folder (or any importable file/folder) with 3D poses")
+    s.add_argument("-o", "--output", required=True, help="dataset folder to write")
+    s.add_argument("--multiplier", type=float, default=None, help="original + generated = T x original (default 5)")
+    s.add_argument("--seed", type=int, default=None, help="seed (default 0)")
+    s.add_argument("--config", help="JSON file of ADDConfig fields (uses evolution, prior, full_multiple, seed)")
+    s.add_argument("--only-new", action="store_true", help="write only the generated poses (lineage then points outside the set)")
+    commands["augment"] = cmd_augment
+
+    s = add_parser(sub, "score", "Score every pose of a dataset with any scorer (density | lifter_error | vae_recon).",
+                   "  posecurator score aug.pcs --scorer density --reference hdm05.pcs -o density.npz\n"
+                   "  posecurator score aug.pcs --scorer lifter_error --run runs/base -o err.json\n"
+                   "  posecurator score bandai.pcs --scorer vae_recon --run vae_run/ -o difficulty.npz\n"
+                   "scores are keyed by sample_id (.npz or .json); higher = more unusual / harder / worse\n")
+    s.add_argument("dataset", help="dataset folder (or any importable file/folder) to score")
+    s.add_argument("--scorer", required=True, choices=SCORER_NAMES)
+    s.add_argument("--reference", help="dataset the scorer is fitted on (density, vae_recon; default: DATASET itself)")
+    s.add_argument("--run", help="run folder: the lifter (lifter_error, required) or a trained VAE (vae_recon)")
+    s.add_argument("-o", "--output", required=True, metavar="SCORES", help="score file to write (.npz or .json)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--noise-px", type=float, default=None, help="lifter_error: 2D noise (default: the run's training noise)")
+    s.add_argument("--views", type=int, default=1, help="lifter_error: random cameras per pose")
+    commands["score"] = cmd_score
+
+
+def _log(args):
+    return (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr))
+
+
+def _add_config(args):
+    from posecurator.pipelines.add import ADDConfig
+
+    config = ADDConfig.load(args.config) if getattr(args, "config", None) else ADDConfig()
+    changes = {}
+    for arg, key in (("multiplier", "multiplier"), ("keep", "keep"), ("w", "w"), ("seed", "seed"), ("search", "search"),
+                     ("n_trials", "n_trials"), ("retrain", "retrain"), ("preset", "lifter_preset"), ("noise_px", "noise_px")):
+        value = getattr(args, arg, None)
+        if value is not None:
+            changes[key] = value
+    return config.replace(**changes) if changes else config
+
+
+def _load(path, args):
+    from posecurator.pipelines.splits import load_dataset
+
+    return load_dataset(path, progress=not args.quiet)
+
+
+def _require_3d(ps, path) -> None:
+    if ps.joints3d is None:
+        raise DataError(path, "has no 3D poses; this command needs joints3d")
+    if ps.layout != "h36m17":
+        raise DataError(path, f"layout {ps.layout}; this command needs h36m17 poses")
+
+
+def cmd_add(args):
+    from posecurator.pipelines.add import run_add
+
+    config = _add_config(args)
+    if config.search == "bayes":
+        try:
+            import optuna  # noqa: F401
+        except ImportError:
+            raise PoseCuratorError("--search bayes needs Optuna: pip install optuna") from None
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise DataError(out, "exists and is not a folder")
+    train = _load(args.dataset, args)
+    _require_3d(train, args.dataset)
+    from posecurator.report.plots import render_add_plots
+
+    summary = run_add(train, out, config, progress=not args.quiet, log=_log(args), render=render_add_plots)
+    s, lf = summary["sizes"], summary["lifters"]
+    ref, fin = lf["reference"]["best_val_mpjpe"], lf["final"]["best_val_mpjpe"]
+    print(f"ADD: {s['train_part']} original + {s['distilled']} distilled poses (x{s['multiplier_achieved']:.2f}); "
+          f"validation MPJPE reference {_mm(ref)} -> final {_mm(fin)}; lifter -> {out} "
+          f"(posecurator evaluate {out} TEST_DATASET)")
+
+
+def _mm(v) -> str:
+    return "-" if v is None else f"{v:.1f} mm"
+
+
+def cmd_augment(args):
+    import time
+
+    from posecurator.augment import JointAnglePrior, evolve
+    from posecurator.pipelines.add import ADDConfig
+    from posecurator.poseset import PoseSet
+
+    config = ADDConfig.load(args.config) if args.config else ADDConfig()
+    if args.seed is not None:
+        config = config.replace(seed=args.seed)
+    multiple = config.full_multiple if args.multiplier is None else args.multiplier
+    if multiple < 1:
+        raise PoseCuratorError(f"--multiplier must be >= 1 (the original counts), got {multiple}")
+    ps = _load(args.dataset, args)
+    _require_3d(ps, args.dataset)
+    ps.check_finite(args.dataset)
+    t0 = time.perf_counter()
+    prior = JointAnglePrior(**config.prior).fit(ps)
+    fit_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    aug, stats = evolve(ps, prior=prior, config=config.evolution_config(multiple=multiple), progress=not args.quiet)
+    gen_s = time.perf_counter() - t0
+    out = Path(args.output)
+    result = aug if args.only_new else PoseSet.concatenate([ps.replace(joints2d=None, visibility=None, camera=None), aug])
+    result.save(out)
+    doc = {"input": str(args.dataset), "original": len(ps), "generated": len(aug), "written": len(result),
+           "multiplier": multiple, "seed": config.seed, "prior_fit_s": fit_s, "generation_s": gen_s,
+           "poses_per_s": (sum(s.made for s in stats) / gen_s) if gen_s > 0 else None,
+           "generations": [s.to_dict() for s in stats], "evolution": config.evolution_config(multiple=multiple).to_dict(),
+           "prior": config.prior}
+    (out / "augment_stats.json").write_text(json.dumps(doc, indent=1))
+    rates = ", ".join(f"g{s.generation}: {100 * s.rejection_rate:.0f}%" for s in stats)
+    print(f"augmented {len(ps)} -> +{len(aug)} poses in {len(stats)} generations ({gen_s:.1f} s; rejected by the prior {rates}) "
+          f"-> {out}")
+
+
+def cmd_score(args):
+    import numpy as np
+
+    from posecurator.selection.bins import save_scores
+
+    out = Path(args.output)
+    if out.suffix not in (".npz", ".json"):
+        raise PoseCuratorError(f"{out}: score files are .npz or .json")
+    if args.scorer == "lifter_error" and not args.run:
+        raise PoseCuratorError("--scorer lifter_error needs --run RUN_DIR (a trained lifter)")
+    if args.views < 1:
+        raise PoseCuratorError(f"--views must be >= 1, got {args.views}")
+    ps = _load(args.dataset, args)
+    if args.scorer == "density":
+        from posecurator.scoring.density import DensityScorer
+
+        _require_3d(ps, args.dataset)
+        reference = _load(args.reference, args) if args.reference else ps
+        _require_3d(reference, args.reference or args.dataset)
+        scorer = DensityScorer(seed=args.seed).fit(reference)
+    elif args.scorer == "lifter_error":
+        from posecurator.pipelines.add import lifter_error_scorer
+
+        _require_3d(ps, args.dataset)
+        scorer = lifter_error_scorer(args.run, seed=args.seed, noise_px=args.noise_px, n_views=args.views)
+    else:
+        from posecurator.scoring.vae import VAEReconstructionScorer
+
+        if args.run:
+            scorer = VAEReconstructionScorer.from_pretrained(args.run)
+        else:
+            reference = _load(args.reference, args) if args.reference else ps
+            scorer = VAEReconstructionScorer(progress=not args.quiet, seed=args.seed).fit(reference)
+    try:
+        scores = np.asarray(scorer.score_samples(ps), dtype=np.float64)
+    except ValueError as e:
+        raise DataError(args.dataset, str(e)) from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_scores(out, ps.sample_id, scores)
+    finite = scores[np.isfinite(scores)]
+    stats = "no finite scores" if len(finite) == 0 else (
+        f"mean {finite.mean():.4g}, std {finite.std():.4g}, min {finite.min():.4g}, median {np.median(finite):.4g}, "
+        f"max {finite.max():.4g}")
+    print(f"{args.scorer}: {len(scores)} poses ({len(scores) - len(finite)} non-finite); {stats}; "
+          f"higher = {scorer.higher_means} -> {out}")

@@ -1,0 +1,320 @@
+"""Reusable report plots (PNG files), drawn with Matplotlib's Agg renderer.
+
+Every function writes one PNG atomically (temporary name, then renamed) and returns its path.
+Figures are built with :class:`matplotlib.figure.Figure` directly, never through ``pyplot``, so
+no global backend or figure state is touched (safe in tests, servers and worker processes).
+
+* :func:`draw_skeleton` one 3D (or 2D) pose as line segments on an existing axes;
+* :func:`skeleton_gallery` a grid of poses with titles (rows can be groups: original / kept / dropped);
+* :func:`score_histogram` score distributions of named groups (e.g. kept vs dropped);
+* :func:`pca_map` 2-d points of named groups (e.g. the PCA map of original / kept / dropped);
+* :func:`heatmap` a matrix with optional labels and cell annotations;
+* :func:`per_bin_curve` one or more curves over bins, with optional error bands.
+
+This is the report layer: nothing below it (io ... pipelines) imports it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from posecurator.skeleton import Layout, get_layout
+
+# Colours of the left / right / central parts of a skeleton and of groups in plots.
+LEFT_COLOR, RIGHT_COLOR, CENTER_COLOR = "#1f77b4", "#d62728", "#333333"
+GROUP_COLORS = ("#7f7f7f", "#2ca02c", "#d62728", "#1f77b4", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2")
+
+
+def _figure(width: float, height: float, dpi: int = 100):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=dpi)
+
+
+def _save(fig, path: str | os.PathLike) -> Path:
+    """Write ``fig`` to ``path`` (PNG) via a temporary file, so a failed write leaves nothing."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    try:
+        fig.savefig(tmp, format="png", bbox_inches="tight")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _layout(layout) -> Layout:
+    return layout if isinstance(layout, Layout) else get_layout(layout)
+
+
+def _side_of(layout: Layout, joint: int) -> str:
+    name = layout.joints[joint]
+    return "left" if name.startswith("left") else "right" if name.startswith("right") else "center"
+
+
+def bone_colors(layout) -> list[str]:
+    """Colour of every bone (parent -> child, in :attr:`Layout.bones` order): left blue, right red."""
+    layout = _layout(layout)
+    colors = {"left": LEFT_COLOR, "right": RIGHT_COLOR, "center": CENTER_COLOR}
+    return [colors[_side_of(layout, int(child))] for _, child in layout.bones]
+
+
+def draw_skeleton(ax, pose: np.ndarray, layout="h36m17", *, color: str | None = None, linewidth: float = 2.0,
+                  joints: bool = True, equal: bool = True, floor: bool = True) -> None:
+    """Draw one pose as line segments on ``ax``.
+
+    ``pose`` (J, 3) mm in the world frame (Z up) on a 3D axes (``projection="3d"``), or (J, 2)
+    on a 2D axes (image coordinates: y is flipped so the image is upright). Bones of the left
+    side are blue, right red, centre dark grey (or all ``color``). ``equal`` gives the three
+    axes one scale around the pose; ``floor`` draws the Z = 0 line of a 3D pose's ground.
+    """
+    layout = _layout(layout)
+    pose = np.asarray(pose, dtype=np.float64)
+    if pose.ndim != 2 or pose.shape[0] != layout.n_joints or pose.shape[1] not in (2, 3):
+        raise ValueError(f"pose must be ({layout.n_joints}, 2 or 3) for layout {layout.name}, got {pose.shape}")
+    colors = bone_colors(layout) if color is None else [color] * len(layout.bones)
+    three_d = pose.shape[1] == 3
+    for (a, b), c in zip(layout.bones, colors):
+        seg = pose[[a, b]]
+        if three_d:
+            ax.plot(seg[:, 0], seg[:, 1], seg[:, 2], color=c, linewidth=linewidth)
+        else:
+            ax.plot(seg[:, 0], seg[:, 1], color=c, linewidth=linewidth)
+    if joints:
+        if three_d:
+            ax.scatter(pose[:, 0], pose[:, 1], pose[:, 2], s=6, color=CENTER_COLOR, depthshade=False)
+        else:
+            ax.scatter(pose[:, 0], pose[:, 1], s=6, color=CENTER_COLOR)
+    if three_d:
+        centre = (pose.max(axis=0) + pose.min(axis=0)) / 2
+        half = max(float(np.ptp(pose, axis=0).max()) / 2, 1.0) * 1.1
+        if equal:
+            ax.set_xlim(centre[0] - half, centre[0] + half)
+            ax.set_ylim(centre[1] - half, centre[1] + half)
+            ax.set_zlim(min(centre[2] - half, 0.0 if floor else centre[2] - half), centre[2] + half)
+            try:
+                ax.set_box_aspect((1, 1, 1))
+            except (AttributeError, TypeError):  # very old Matplotlib
+                pass
+        if floor:
+            ax.plot([centre[0] - half, centre[0] + half], [centre[1], centre[1]], [0.0, 0.0], color="#bbbbbb", linewidth=1)
+        ax.set_xticklabels([])
+        ax.set_yticklabels([])
+        ax.set_zticklabels([])
+    else:
+        if equal:
+            ax.set_aspect("equal", adjustable="datalim")
+        if not ax.yaxis_inverted():
+            ax.invert_yaxis()
+        ax.set_xticks([])
+        ax.set_yticks([])
+
+
+def skeleton_gallery(poses: np.ndarray, titles: Sequence[str] | None, layout, path: str | os.PathLike, *,
+                     ncols: int = 6, row_labels: Sequence[str] | None = None, colors: Sequence[str | None] | None = None,
+                     suptitle: str | None = None, elev: float = 15.0, azim: float = -70.0, cell_size: float = 2.2) -> Path:
+    """A grid of skeleton line drawings, one pose per cell, ``ncols`` per row.
+
+    ``poses`` (K, J, 3) mm world frame (or (K, J, 2)); ``titles`` one short string per pose (or
+    None); ``row_labels`` a label per row drawn at its left (e.g. "kept", "dropped");
+    ``colors`` a colour per pose (None = left/right colouring). 3D poses are viewed from
+    elevation ``elev`` and azimuth ``azim`` degrees.
+    """
+    poses = np.asarray(poses, dtype=np.float64)
+    if poses.ndim != 3:
+        raise ValueError(f"poses must be (K, J, 2 or 3), got {poses.shape}")
+    k = len(poses)
+    if titles is not None and len(titles) != k:
+        raise ValueError(f"{len(titles)} titles for {k} poses")
+    ncols = max(1, min(ncols, k)) if k else 1
+    nrows = max(1, -(-k // ncols))
+    fig = _figure(cell_size * ncols + (0.6 if row_labels else 0.0), cell_size * nrows + (0.4 if suptitle else 0.0))
+    three_d = poses.shape[-1] == 3
+    for i in range(nrows * ncols):
+        if i >= k:
+            continue
+        ax = fig.add_subplot(nrows, ncols, i + 1, projection="3d" if three_d else None)
+        draw_skeleton(ax, poses[i], layout, color=None if colors is None else colors[i], linewidth=1.6)
+        if three_d:
+            ax.view_init(elev=elev, azim=azim)
+        if titles is not None:
+            ax.set_title(str(titles[i]), fontsize=8)
+        if row_labels and i % ncols == 0 and i // ncols < len(row_labels):
+            label = str(row_labels[i // ncols])
+            if three_d:
+                ax.text2D(-0.15, 0.5, label, transform=ax.transAxes, rotation=90, va="center", ha="center",
+                          fontsize=10, fontweight="bold")
+            else:
+                ax.set_ylabel(label, fontsize=10, fontweight="bold")
+    if suptitle:
+        fig.suptitle(suptitle)
+    return _save(fig, path)
+
+
+def score_histogram(groups: Mapping[str, np.ndarray], path: str | os.PathLike, *, bins: int = 50,
+                    title: str | None = None, xlabel: str = "score", colors: Sequence[str] | None = None,
+                    log: bool = False) -> Path:
+    """Overlaid histograms of named score groups (e.g. ``{"kept": s_kept, "dropped": s_drop}``)
+    on common bin edges; non-finite scores are left out (their count goes in the legend)."""
+    fig = _figure(6.0, 3.6)
+    ax = fig.add_subplot(1, 1, 1)
+    finite = {name: np.asarray(v, dtype=np.float64)[np.isfinite(np.asarray(v, dtype=np.float64))] for name, v in groups.items()}
+    allv = np.concatenate([v for v in finite.values() if len(v)]) if any(len(v) for v in finite.values()) else np.zeros(1)
+    lo, hi = float(allv.min()), float(allv.max())
+    edges = np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1)
+    for i, (name, v) in enumerate(finite.items()):
+        n_bad = len(np.asarray(groups[name])) - len(v)
+        label = f"{name} ({len(v)}" + (f", {n_bad} non-finite" if n_bad else "") + ")"
+        c = (colors[i] if colors is not None else GROUP_COLORS[(i + 1) % len(GROUP_COLORS)])
+        ax.hist(v, bins=edges, alpha=0.55, color=c, label=label, log=log)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("poses")
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def pca_map(groups: Mapping[str, np.ndarray], path: str | os.PathLike, *, title: str | None = None,
+            max_points: int = 5000, seed: int = 0, colors: Sequence[str] | None = None, sizes: Sequence[float] | None = None,
+            xlabel: str = "PC 1", ylabel: str = "PC 2", density=None) -> Path:
+    """Scatter of named groups of 2-d points (N_g, 2), drawn in the given order (later on top).
+
+    At most ``max_points`` per group are drawn (a seeded random subset; the legend gives the
+    full count). ``density`` optionally a callable (M, 2) -> (M,) log density drawn as contours
+    under the points (e.g. the ADD reference mixture).
+    """
+    fig = _figure(5.6, 5.0)
+    ax = fig.add_subplot(1, 1, 1)
+    rng = np.random.default_rng(seed)
+    pts = {name: np.asarray(v, dtype=np.float64).reshape(-1, 2) for name, v in groups.items()}
+    if density is not None and any(len(v) for v in pts.values()):
+        allp = np.concatenate([v for v in pts.values() if len(v)])
+        lo, hi = allp.min(axis=0), allp.max(axis=0)
+        pad = (hi - lo) * 0.05 + 1e-9
+        gx, gy = np.meshgrid(np.linspace(lo[0] - pad[0], hi[0] + pad[0], 120), np.linspace(lo[1] - pad[1], hi[1] + pad[1], 120))
+        z = np.asarray(density(np.stack([gx.ravel(), gy.ravel()], axis=1)), dtype=np.float64).reshape(gx.shape)
+        ax.contour(gx, gy, z, levels=10, colors="#bbbbbb", linewidths=0.6)
+    for i, (name, v) in enumerate(pts.items()):
+        shown = v[rng.choice(len(v), max_points, replace=False)] if len(v) > max_points else v
+        c = colors[i] if colors is not None else GROUP_COLORS[i % len(GROUP_COLORS)]
+        s = sizes[i] if sizes is not None else 4.0
+        ax.scatter(shown[:, 0], shown[:, 1], s=s, color=c, alpha=0.6, linewidths=0, label=f"{name} ({len(v)})")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=8, markerscale=3)
+    return _save(fig, path)
+
+
+def heatmap(matrix: np.ndarray, path: str | os.PathLike, *, xlabels: Sequence[str] | None = None,
+            ylabels: Sequence[str] | None = None, title: str | None = None, xlabel: str | None = None,
+            ylabel: str | None = None, cmap: str = "viridis", colorbar: str | None = None, annotate: bool | None = None,
+            fmt: str = "{:.2f}", vmin: float | None = None, vmax: float | None = None) -> Path:
+    """A (R, C) matrix as coloured cells (row 0 at the top). ``annotate`` writes each value in its
+    cell (default: when the matrix has at most 15 x 15 cells); NaN cells stay blank."""
+    m = np.asarray(matrix, dtype=np.float64)
+    if m.ndim != 2:
+        raise ValueError(f"matrix must be 2-d, got {m.shape}")
+    r, c = m.shape
+    fig = _figure(max(3.5, 0.45 * c + 2.0), max(3.0, 0.4 * r + 1.5))
+    ax = fig.add_subplot(1, 1, 1)
+    im = ax.imshow(np.ma.masked_invalid(m), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
+    cb = fig.colorbar(im, ax=ax)
+    if colorbar:
+        cb.set_label(colorbar)
+    if xlabels is not None:
+        ax.set_xticks(range(c))
+        ax.set_xticklabels([str(x) for x in xlabels], rotation=90 if c > 8 else 0, fontsize=7)
+    if ylabels is not None:
+        ax.set_yticks(range(r))
+        ax.set_yticklabels([str(y) for y in ylabels], fontsize=7)
+    if annotate is None:
+        annotate = r <= 15 and c <= 15
+    if annotate and np.isfinite(m).any():
+        mid = np.nanmean(m)
+        for i in range(r):
+            for j in range(c):
+                if np.isfinite(m[i, j]):
+                    ax.text(j, i, fmt.format(m[i, j]), ha="center", va="center", fontsize=6,
+                            color="white" if m[i, j] < mid else "black")
+    if xlabel:
+        ax.set_xlabel(xlabel)
+    if ylabel:
+        ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    return _save(fig, path)
+
+
+def per_bin_curve(x: Sequence[float], curves: Mapping[str, np.ndarray], path: str | os.PathLike, *,
+                  errors: Mapping[str, np.ndarray] | None = None, xlabel: str = "bin", ylabel: str = "value",
+                  title: str | None = None, markers: bool = True, logy: bool = False) -> Path:
+    """One line per named curve over the positions ``x`` (K,); ``errors`` (name -> (K,)) draws a
+    +- band around a curve (e.g. the spread over seeds). NaN values leave gaps."""
+    x = np.asarray(x, dtype=np.float64)
+    fig = _figure(6.0, 3.6)
+    ax = fig.add_subplot(1, 1, 1)
+    for i, (name, y) in enumerate(curves.items()):
+        y = np.asarray(y, dtype=np.float64)
+        if y.shape != x.shape:
+            raise ValueError(f"curve {name!r} has shape {y.shape}, x has {x.shape}")
+        c = GROUP_COLORS[(i + 3) % len(GROUP_COLORS)]
+        ax.plot(x, y, marker="o" if markers else None, markersize=3, color=c, label=name)
+        if errors is not None and name in errors:
+            e = np.asarray(errors[name], dtype=np.float64)
+            ax.fill_between(x, y - e, y + e, color=c, alpha=0.2, linewidth=0)
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    if len(curves) > 1:
+        ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def _mixture_log_density(V: np.ndarray, weights: np.ndarray, means: np.ndarray, covariances: np.ndarray) -> np.ndarray:
+    """log sum_k w_k N(V | mu_k, Sigma_k) of 2-d points (M, 2) (for contour lines only)."""
+    from posecurator.scoring.density import mixture_log_density
+
+    return mixture_log_density(V, weights, means, covariances)
+
+
+def render_add_plots(plot_dir: str | os.PathLike) -> dict[str, Path]:
+    """Draw the ADD report from ``plot_dir/plot_data.npz`` (written by
+    :func:`posecurator.pipelines.add.write_plot_data`): ``score_histogram.png`` (kept vs dropped
+    ADD scores), ``pca_map.png`` (original / kept / dropped in the reference PCA plane, over the
+    contour lines of the reference mixture) and ``gallery.png`` (rows: original, kept, dropped,
+    dropped with the highest scores). Returns {name: path}."""
+    plot_dir = Path(plot_dir)
+    data_path = plot_dir / "plot_data.npz"
+    try:
+        with np.load(data_path, allow_pickle=False) as z:
+            d = {k: z[k] for k in z.files}
+    except (OSError, ValueError) as e:
+        from posecurator.errors import DataError
+
+        raise DataError(data_path, f"cannot read the ADD plot data: {e}") from None
+    files = {"score_histogram": score_histogram(
+        {"kept": d["score_kept"], "dropped": d["score_dropped"]}, plot_dir / "score_histogram.png",
+        xlabel="ADD score (higher = dropped first)", title="ADD quality distillation")}
+    groups = {name: d[f"pca_{name}"] for name in ("original", "kept", "dropped") if len(d[f"pca_{name}"])}
+    colors = [{"original": "#7f7f7f", "kept": "#2ca02c", "dropped": "#d62728"}[name] for name in groups]
+    w, m, c = d["gmm_weights"], d["gmm_means"], d["gmm_covariances"]
+    files["pca_map"] = pca_map(groups, plot_dir / "pca_map.png", title="PCA map of the reference distribution",
+                               colors=colors, density=lambda v: _mixture_log_density(v, w, m, c))
+    rows = [str(r) for r in d["gallery_rows"]]
+    if len(d["gallery_poses"]) and rows:
+        files["gallery"] = skeleton_gallery(d["gallery_poses"], [str(t) for t in d["gallery_titles"]], "h36m17",
+                                            plot_dir / "gallery.png", ncols=len(d["gallery_poses"]) // len(rows),
+                                            row_labels=rows, suptitle=" / ".join(rows))
+    return files

@@ -1,0 +1,284 @@
+"""The ADD pipeline end to end (run_add, the CLI commands add / augment / score, the benchmark
+methods, the report plots) on a few real HDM05 clips of actor bd, with a tiny lifter."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from posecurator.poseset import PoseSet
+
+# tiny lifter: seconds, not minutes (the numbers it reaches are meaningless; the plumbing is tested)
+TINY = {"width": 64, "blocks": 1, "epochs": 2, "batch_size": 64, "dropout": 0.0, "val_fraction": 0.3,
+        "max_epoch_pairs": 2000}
+CLIPS = {"HDM_bd_squat1Reps": 2, "HDM_bd_kickLFront1Reps": 2, "HDM_bd_grabHighR": 2}
+
+
+@pytest.fixture(scope="module")
+def poses(shared_data) -> PoseSet:
+    from posecurator.io import import_path
+
+    amc = shared_data / "hdm05" / "amc"
+    files = [f for prefix, n in CLIPS.items() for f in sorted(amc.glob(f"{prefix}_*.amc.gz"))[:n]]
+    assert len(files) == sum(CLIPS.values()), f"expected HDM05 files missing in {amc}"
+    return PoseSet.concatenate([import_path(f, progress=False) for f in files], renumber=True)
+
+
+@pytest.fixture(scope="module")
+def dataset(poses, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "bd.pcs"
+    poses.save(path)
+    return path
+
+
+def tiny_config(**changes):
+    from posecurator.pipelines.add import ADDConfig
+
+    return ADDConfig(lifter=dict(TINY), **changes)
+
+
+@pytest.fixture(scope="module")
+def add_run(poses, tmp_path_factory):
+    from posecurator.pipelines.add import run_add
+    from posecurator.report.plots import render_add_plots
+
+    out = tmp_path_factory.mktemp("add") / "run"
+    summary = run_add(poses, out, tiny_config(seed=1), progress=False, log=lambda m: None, render=render_add_plots)
+    return out, summary
+
+
+# ------------------------------------------------------------------------------------ run_add
+def test_run_add_writes_everything(add_run, poses):
+    from posecurator.train.evaluate import evaluate_run
+
+    out, summary = add_run
+    for name in ("distilled.pcs", "lifter/best.safetensors", "reference/best.safetensors", "summary.json",
+                 "add_config.json", "config.json", "best.safetensors", "plots/plot_data.npz",
+                 "plots/score_histogram.png", "plots/pca_map.png", "plots/gallery.png"):
+        assert (out / name).exists(), name
+    assert {"config", "sizes", "generations", "scores", "chosen", "lifters", "times", "validation_clips"} <= set(summary)
+    assert json.loads((out / "summary.json").read_text())["sizes"] == summary["sizes"]
+    sizes = summary["sizes"]
+    # scale distillation stops at multiplier x the train part
+    assert sizes["train_part"] + sizes["distilled"] == round(1.6 * sizes["train_part"])
+    for g in summary["generations"]:
+        assert {"made", "rejected", "rejection_rate", "distilled", "kept"} <= set(g)
+    assert summary["scores"]["score"]["kept"]["mean"] < summary["scores"]["score"]["dropped"]["mean"]
+    assert summary["scores"]["lifter_error_mm"]["kept"]["n"] == sizes["distilled"]
+    for k in ("reference_training", "generation", "scoring", "final_training", "total"):
+        assert summary["times"][k] >= 0
+    assert summary["paths"]["plots"]["gallery"] == "plots/gallery.png"
+
+    # the distilled dataset: original (generation 0) + distilled children, unique ids, lineage resolvable
+    ds = PoseSet.load(out / "distilled.pcs")
+    assert len(ds) == len(poses) + sizes["distilled"]
+    assert len(np.unique(ds.sample_id)) == len(ds)
+    children = ds.generation > 0
+    assert children.sum() == sizes["distilled"] and set(ds.operator[children]) - {""}
+    ids = set(ds.sample_id.tolist())
+    assert all(int(p) in ids for p in ds.parents[children].ravel() if p >= 0)
+    # nothing was bred from the validation clips
+    val_ids = set(ds.sample_id[np.isin(ds.clip, summary["validation_clips"])].tolist())
+    assert val_ids and not val_ids & set(ds.parents[children].ravel().tolist())
+
+    # the final lifter: evaluable as OUT/lifter and as OUT itself, same numbers
+    test = poses.subset(np.isin(poses.clip, summary["validation_clips"]))
+    a = evaluate_run(out / "lifter", test)
+    b = evaluate_run(out, test)
+    assert a["mpjpe"] == b["mpjpe"] and np.isfinite(a["mpjpe"])
+
+
+def test_add_config_json_roundtrip_and_errors(tmp_path):
+    from posecurator.errors import DataError, PoseCuratorError
+    from posecurator.pipelines.add import ADDConfig
+
+    cfg = tiny_config(w=0.3, search="bayes", n_trials=3)
+    path = cfg.save(tmp_path / "c.json")
+    back = ADDConfig.load(path)
+    assert back.to_dict() == cfg.to_dict()
+    assert back.train_config().width == 64 and back.train_config().seed == cfg.seed
+    with pytest.raises(PoseCuratorError, match="unknown ADD config keys: multiplyer"):
+        ADDConfig.from_dict({"multiplyer": 2})
+    with pytest.raises(PoseCuratorError, match="keep"):
+        ADDConfig(keep=1.5)
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(DataError, match="bad.json"):
+        ADDConfig.load(tmp_path / "bad.json")
+
+
+def test_renumber_children_keeps_lineage():
+    from posecurator.pipelines.add import renumber_children
+
+    joints = np.zeros((3, 17, 3), np.float32)
+    children = PoseSet(joints3d=joints, sample_id=[10, 11, 12], parents=[[0, -1], [10, 3], [11, 10]], generation=[1, 2, 3])
+    out = renumber_children(children, first_id=100)
+    assert out.sample_id.tolist() == [100, 101, 102]
+    assert out.parents.tolist() == [[0, -1], [100, 3], [101, 100]]
+
+
+# ------------------------------------------------------------------------------------ layering
+def test_camera_pairs_match_training_pairs(poses):
+    from posecurator.camera import RandomCameraSampler
+    from posecurator.camera.pairs import sample_training_pairs as camera_pairs
+    from posecurator.train.pairs import sample_training_pairs as train_pairs
+
+    sampler = RandomCameraSampler()
+    a = camera_pairs(poses, rng=np.random.default_rng(5), sampler=sampler, n_views=2, noise_px=5.0)
+    b = train_pairs(poses, rng=np.random.default_rng(5), sampler=sampler, n_views=2, noise_px=5.0)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_lifter_error_scorer_from_run_and_from_module(add_run, poses):
+    import subprocess
+    import sys
+
+    from posecurator.pipelines.add import lifter_error_scorer
+    from posecurator.scoring.lifter_error import LifterErrorScorer
+    from posecurator.train.checkpoint import load_lifter
+
+    out, _ = add_run
+    err = lifter_error_scorer(out / "reference", seed=0).score_samples(poses)
+    assert err.shape == (len(poses),) and np.all(np.isfinite(err)) and np.all(err > 0)
+    model, config = load_lifter(out / "reference")
+    same = LifterErrorScorer(model=model, camera=config["train"]["camera"], seed=0).fit().score_samples(poses)
+    np.testing.assert_allclose(same, err, rtol=1e-5)
+    with pytest.raises(ValueError):
+        LifterErrorScorer()
+    # the scoring layer must not pull in the training layer or the models
+    code = ("import sys, posecurator.scoring.registry, posecurator.selection; "
+            "bad = [m for m in sys.modules if m.startswith(('posecurator.train', 'posecurator.models', 'posecurator.report'))]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+    # nor does the pipeline pull in the report layer above it
+    code = ("import sys, posecurator.pipelines.add; "
+            "bad = [m for m in sys.modules if m.startswith('posecurator.report')]; print(bad); sys.exit(1 if bad else 0)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+# ------------------------------------------------------------------------------------ CLI
+def run_cli(capsys, *argv):
+    from posecurator.cli.main import main
+
+    code = main([*map(str, argv)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_augment_score_add(dataset, add_run, tmp_path, capsys):
+    from posecurator.selection.bins import load_scores
+
+    code, out, err = run_cli(capsys, "augment", dataset, "-o", tmp_path / "aug.pcs", "--multiplier", "1.5", "--seed", "2", "-q")
+    assert code == 0, err
+    aug = PoseSet.load(tmp_path / "aug.pcs")
+    n0 = len(PoseSet.load(dataset))
+    assert len(aug) == round(1.5 * n0) and (aug.generation > 0).sum() == len(aug) - n0
+    stats = json.loads((tmp_path / "aug.pcs" / "augment_stats.json").read_text())
+    assert stats["generated"] == len(aug) - n0 and "rejection_rate" in stats["generations"][0]
+
+    code, out, err = run_cli(capsys, "score", tmp_path / "aug.pcs", "--scorer", "density", "--reference", dataset,
+                             "-o", tmp_path / "d.npz", "-q")
+    assert code == 0, err
+    ids, sc = load_scores(tmp_path / "d.npz")
+    assert np.array_equal(ids, aug.sample_id) and np.all((sc >= 0) & (sc <= 1)) and "density" in out
+
+    run, _ = add_run
+    code, out, err = run_cli(capsys, "score", dataset, "--scorer", "lifter_error", "--run", run / "reference",
+                             "-o", tmp_path / "e.json", "-q")
+    assert code == 0, err
+    ids, sc = load_scores(tmp_path / "e.json")
+    assert len(ids) == n0 and np.all(sc > 0)
+
+    cfg = tmp_path / "add.json"
+    tiny_config().save(cfg)
+    code, out, err = run_cli(capsys, "add", dataset, "-o", tmp_path / "addrun", "--config", cfg, "--search", "bayes",
+                             "--n-trials", "2", "--multiplier", "1.3", "--keep", "0.7", "--seed", "4", "-q")
+    assert code == 0, err
+    summary = json.loads((tmp_path / "addrun" / "summary.json").read_text())
+    assert summary["config"]["seed"] == 4 and len(summary["search"]["history"]) == 2
+    assert (tmp_path / "addrun" / "plots" / "pca_map.png").is_file()
+    assert summary["chosen"] == summary["search"]["best"]
+    code, out, err = run_cli(capsys, "evaluate", tmp_path / "addrun", dataset, "--json")
+    assert code == 0, err and "mpjpe" in json.loads(out)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["score", "{data}", "--scorer", "lifter_error", "-o", "{tmp}/s.npz"], "needs --run"),
+    (["score", "{data}", "--scorer", "density", "-o", "{tmp}/s.csv"], ".npz or .json"),
+    (["score", "{tmp}/missing.pcs", "--scorer", "density", "-o", "{tmp}/s.npz"], "no such file"),
+    (["augment", "{data}", "-o", "{tmp}/a.pcs", "--multiplier", "0.5"], "--multiplier must be >= 1"),
+    (["add", "{tmp}/missing.pcs", "-o", "{tmp}/r"], "no such file"),
+    (["add", "{data}", "-o", "{tmp}/r", "--keep", "1.5"], "keep must lie in"),
+    (["add", "{data}", "-o", "{tmp}/r", "--config", "{tmp}/bad.json"], "unknown ADD config keys"),
+])
+def test_cli_bad_input_is_one_line(argv, message, dataset, tmp_path, capsys):
+    (tmp_path / "bad.json").write_text(json.dumps({"multiplyer": 2}))
+    argv = [a.format(data=dataset, tmp=tmp_path) for a in argv]
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], err
+
+
+def test_cli_help_has_examples(capsys):
+    from posecurator.cli.main import main
+
+    for name in ("add", "augment", "score"):
+        with pytest.raises(SystemExit):
+            main([name, "--help"])
+        out, _ = capsys.readouterr()
+        assert "examples:" in out and f"posecurator {name}" in out
+
+
+# ------------------------------------------------------------------------------------ bench
+def test_bench_methods_run_and_share(poses, tmp_path):
+    from posecurator.pipelines import add as add_mod
+    from posecurator.pipelines.bench import METHODS, MethodContext, _load_method_modules
+    from posecurator.train.trainer import TrainConfig
+
+    _load_method_modules()
+    names = ("full_aug", "random_subset", "quality_only", "scale_only", "add", "add_optuna")
+    assert set(names) <= set(METHODS)
+    old = add_mod.BENCH_CONFIG
+    add_mod.BENCH_CONFIG = old.replace(n_trials=2, search_epochs=0.5, full_multiple=2.0)
+    try:
+        rows = {}
+        for name in names:
+            cfg = TrainConfig(**TINY, seed=1, noise_px_train=5.0)
+            ctx = MethodContext(train=poses, work_dir=tmp_path / "runs" / f"{name}-noisy-seed1", seed=1, noise_px=5.0,
+                                config=cfg, progress=False)
+            rows[name] = METHODS[name](ctx)
+        again = METHODS["random_subset"](MethodContext(train=poses, work_dir=tmp_path / "runs" / "again", seed=1,
+                                                       noise_px=5.0, config=TrainConfig(**TINY, seed=1, noise_px_train=5.0),
+                                                       progress=False))
+    finally:
+        add_mod.BENCH_CONFIG = old
+    n = len(poses)
+    for name, row in rows.items():
+        assert (Path(row["run_dir"]) / "best.safetensors").is_file(), name
+        assert {"train_poses", "train_time_s", "gen_time_s", "data_amount"} <= set(row), name
+        assert row["train_poses"] == n + row["augmented_poses"]
+    assert rows["full_aug"]["data_amount"] == pytest.approx(2.0, abs=0.01)
+    assert rows["random_subset"]["augmented_poses"] == rows["add"]["augmented_poses"] == rows["scale_only"]["augmented_poses"]
+    assert rows["quality_only"]["augmented_poses"] == round(0.8 * rows["full_aug"]["augmented_poses"])
+    assert rows["add"]["train_time_s"] > rows["add"]["reference_time_s"] > 0
+    shared = tmp_path / "runs" / "shared-noisy-seed1"
+    assert len(list(shared.glob("reference-*"))) == 1 and len(list(shared.glob("full-aug-*.pcs"))) == 1
+    assert again["augmented_poses"] == rows["random_subset"]["augmented_poses"]
+
+
+# ------------------------------------------------------------------------------------ plots
+def test_generic_plots(poses, tmp_path):
+    from posecurator.report.plots import heatmap, per_bin_curve, skeleton_gallery
+
+    p = heatmap(np.arange(12.0).reshape(3, 4), tmp_path / "h.png", xlabels=list("abcd"), ylabels=list("xyz"), title="t")
+    q = per_bin_curve(np.arange(5), {"a": np.arange(5.0), "b": np.ones(5)}, tmp_path / "c.png", errors={"a": np.ones(5)})
+    r = skeleton_gallery(poses.joints3d[:2, :, :2], ["a", "b"], "h36m17", tmp_path / "g2d.png", row_labels=["2d"])
+    for f in (p, q, r):
+        assert f.is_file() and f.read_bytes()[:4] == b"\x89PNG"
+    assert not list(tmp_path.glob(".*tmp*"))
