@@ -9,6 +9,7 @@ to the same table with the same protocol.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -79,25 +80,45 @@ def run_bench(split: Split, *, out_dir: str | Path, seeds=(0, 1, 2), settings=("
     test = load_part(split.test, cache_dir=cache, progress=progress)
     import_s = time.perf_counter() - t0
     log(f"[bench] {split.name}: train {split.train.label} {len(train)} poses, test {split.test.label} {len(test)} poses (import {import_s:.0f} s)")
-    runs = []
     _load_method_modules()
-    for method in methods:
-        if method not in METHODS:
-            raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
-        for setting in settings:
-            noise = SETTINGS[setting]
-            for seed in seeds:
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}")
+    # Finished runs are kept in runs.jsonl, so an interrupted bench resumes where it stopped and
+    # more methods or seeds can be added to a table later.
+    done_path = out_dir / "runs.jsonl"
+    base = (config or TrainConfig.preset(preset)).to_dict()
+    config_hash = hashlib.sha1(json.dumps({k: v for k, v in base.items() if k not in ("seed", "noise_px_train")},
+                                          sort_keys=True).encode()).hexdigest()[:12]
+    done = {}
+    if done_path.is_file():
+        for line in done_path.read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                if row.get("config_hash") == config_hash:  # rows of another training config are not reused
+                    done[(row["method"], row["setting"], row["seed"])] = row
+    runs = []
+    # seed-major order: a bench cut short still has every method for the seeds it finished
+    for setting in settings:
+        noise = SETTINGS[setting]
+        for seed in seeds:
+            for method in methods:
+                if (method, setting, seed) in done:
+                    runs.append(done[(method, setting, seed)])
+                    continue
                 work = out_dir / "runs" / f"{method}-{setting}-seed{seed}"
                 run_config = TrainConfig.from_dict(config.to_dict()) if config is not None else TrainConfig.preset(preset)
                 run_config.seed, run_config.noise_px_train = seed, noise
                 ctx = MethodContext(train=train, work_dir=work, seed=seed, noise_px=noise, config=run_config, progress=progress)
                 info = METHODS[method](ctx)
                 metrics = evaluate_run(info["run_dir"], test, noise_px=noise, seed=seed)
-                row = {"method": method, "setting": setting, "seed": seed, **info, **metrics}
+                row = {"method": method, "setting": setting, "seed": seed, "config_hash": config_hash, **info, **metrics}
                 history = _read_history(info["run_dir"])
                 if history:
                     row["train_poses_per_s"] = history.get("poses_per_s")
                 runs.append(row)
+                with done_path.open("a") as f:
+                    f.write(json.dumps(row, default=_json_default) + "\n")
                 log(f"[bench] {method} {setting} seed {seed}: MPJPE {metrics['mpjpe']:.1f} PA-MPJPE {metrics['pa_mpjpe']:.1f} mm")
     results = {
         "split": split.name,
@@ -137,11 +158,12 @@ def _json_default(o):
 def summarize(runs: list[dict]) -> list[dict]:
     """Mean and spread (sample std over seeds) per (method, setting)."""
     out = []
-    keys = sorted({(r["method"], r["setting"]) for r in runs}, key=lambda k: ([r["method"] for r in runs].index(k[0]), k[1]))
+    order = list(dict.fromkeys(r["method"] for r in runs))
+    keys = sorted({(r["method"], r["setting"]) for r in runs}, key=lambda k: (k[1], order.index(k[0])))
     for method, setting in keys:
         rows = [r for r in runs if r["method"] == method and r["setting"] == setting]
         s = {"method": method, "setting": setting, "n_seeds": len(rows)}
-        for k in METRIC_KEYS + ("train_time_s", "train_poses", "train_poses_per_s"):
+        for k in METRIC_KEYS + ("train_time_s", "train_poses", "train_poses_per_s", "data_amount", "gen_time_s"):
             vals = np.array([r[k] for r in rows if r.get(k) is not None], dtype=np.float64)
             if len(vals):
                 s[k] = float(vals.mean())
@@ -157,13 +179,14 @@ def format_table(results: dict) -> str:
         f"({results['test']['poses']} poses x 4 cameras). Preset `{results['preset']}`, seeds {results['seeds']}; "
         "mean ± std over seeds.",
         "",
-        "| method | 2D | MPJPE (mm) | PA-MPJPE (mm) | PCK3D@150 (%) | AUC (%) | train poses | train time (s) | poses/s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| method | 2D | MPJPE (mm) | PA-MPJPE (mm) | PCK3D@150 (%) | AUC (%) | train poses | data (x orig.) | generation (s) | train time (s) | poses/s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in results["summary"]:
         pm = lambda k, scale=1.0, nd=1: f"{s[k] * scale:.{nd}f} ± {s[k + '_std'] * scale:.{nd}f}" if k in s else "-"  # noqa: E731
         lines.append(
             f"| {s['method']} | {s['setting']} | {pm('mpjpe')} | {pm('pa_mpjpe')} | {pm('pck3d', 100)} | {pm('auc', 100)} "
-            f"| {int(s.get('train_poses', 0))} | {s.get('train_time_s', 0):.0f} | {s.get('train_poses_per_s') or 0:.0f} |"
+            f"| {int(s.get('train_poses', 0))} | {s.get('data_amount', 1.0):.2f} | {s.get('gen_time_s', 0):.1f} "
+            f"| {s.get('train_time_s', 0):.0f} | {s.get('train_poses_per_s') or 0:.0f} |"
         )
     return "\n".join(lines) + "\n"
