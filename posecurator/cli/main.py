@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config", help="JSON file of TrainConfig fields (overrides --preset)")
     s.add_argument("-o", "--output", default=None, help="output folder (default bench-out/SPLIT)")
 
-    s = _add(sub, "demo", "The main job on an embedded default: DeepMimic reference clips shipped in pybullet -> train -> evaluate.",
+    s = _add(sub, "demo", "The main job on an embedded default: DeepMimic reference clips shipped in pybullet -> train -> evaluate, then ADD.",
              "  posecurator demo\n  posecurator demo -o demo-out --preset fast\n")
     s.add_argument("-o", "--output", default="demo-out")
     s.add_argument("--preset", default="fast")
@@ -221,8 +221,9 @@ def cmd_bench(args):
 
 def cmd_demo(args):
     from posecurator.pipelines.demo import run_demo
+    from posecurator.report.plots import render_add_plots
 
-    run_demo(out_dir=args.output, preset=args.preset, seed=args.seed, progress=not args.quiet)
+    run_demo(out_dir=args.output, preset=args.preset, seed=args.seed, progress=not args.quiet, render_add=render_add_plots)
 
 
 COMMANDS = {"import": cmd_import, "info": cmd_info, "export": cmd_export, "train": cmd_train,

@@ -3,7 +3,8 @@
 pybullet ships the DeepMimic reference motions (real motion capture retargeted to its humanoid).
 The demo imports them, holds out three activities as the test set, trains the lifter on the rest
 (validation split cut from the training clips) and evaluates it through the fixed evaluation rig,
-with GT and noisy 2D.
+with GT and noisy 2D. Then it runs ADD (evolutionary augmentation, quality and scale
+distillation, fine-tuning) on the same training clips and evaluates that lifter the same way.
 """
 
 from __future__ import annotations
@@ -26,7 +27,11 @@ def load_demo_clips(progress: bool = True) -> PoseSet:
     return PoseSet.concatenate(parts, renumber=True)
 
 
-def run_demo(*, out_dir: str | Path = "demo-out", preset: str = "fast", seed: int = 0, progress: bool = True, log=print) -> dict:
+def run_demo(*, out_dir: str | Path = "demo-out", preset: str = "fast", seed: int = 0, progress: bool = True, log=print,
+             render_add=None, with_add: bool = True) -> dict:
+    """``render_add``: the report layer's ADD plot renderer (the CLI passes it; pipelines do not
+    import the report layer)."""
+    from posecurator.pipelines.add import ADDConfig, run_add
     from posecurator.train.evaluate import evaluate_run
     from posecurator.train.trainer import LifterTrainer, TrainConfig
 
@@ -43,12 +48,18 @@ def run_demo(*, out_dir: str | Path = "demo-out", preset: str = "fast", seed: in
     config = TrainConfig.preset(preset)
     config.seed = seed
     LifterTrainer(config).fit(train, out_dir=out_dir / "lifter", progress=progress)
+    runs = {"baseline": out_dir / "lifter"}
+    if with_add:
+        log("[demo] ADD: evolve the training poses, distil them (quality + scale, 1.6x), fine-tune the lifter")
+        run_add(train, out_dir / "add", ADDConfig(seed=seed, lifter_preset=preset), progress=progress,
+                log=lambda m: log(f"[demo] {m}"), render=render_add)
+        runs["add"] = out_dir / "add" / "lifter"
     results = {}
-    for setting, noise in (("gt", 0.0), ("noisy", 5.0)):
-        results[setting] = evaluate_run(out_dir / "lifter", test, noise_px=noise, seed=seed)
-        r = results[setting]
-        log(f"[demo] {setting:>5} 2D: MPJPE {r['mpjpe']:.1f} mm, PA-MPJPE {r['pa_mpjpe']:.1f} mm, "
-            f"PCK3D@150 {100 * r['pck3d']:.1f}%, AUC {100 * r['auc']:.1f}% on {r['n_poses']} 2D-3D pairs")
+    for method, run_dir in runs.items():
+        for setting, noise in (("gt", 0.0), ("noisy", 5.0)):
+            r = results.setdefault(method, {})[setting] = evaluate_run(run_dir, test, noise_px=noise, seed=seed)
+            log(f"[demo] {method:>8} {setting:>5} 2D: MPJPE {r['mpjpe']:.1f} mm, PA-MPJPE {r['pa_mpjpe']:.1f} mm, "
+                f"PCK3D@150 {100 * r['pck3d']:.1f}%, AUC {100 * r['auc']:.1f}% on {r['n_poses']} 2D-3D pairs")
     results["wall_time_s"] = time.perf_counter() - t0
     (out_dir / "demo.json").write_text(json.dumps(results, indent=1))
     log(f"[demo] done in {results['wall_time_s']:.0f} s; results in {out_dir / 'demo.json'}")
