@@ -229,6 +229,20 @@ class PoseSet:
         return out
 
 
+def joints3d_of(poses, *, n_joints: int | None = None, purpose: str = "this step") -> np.ndarray:
+    """A PoseSet's joints3d, or an array given directly, checked to be (N, J, 3) (J = ``n_joints``
+    when given). Raises ValueError naming ``purpose`` when there is no 3D."""
+    if isinstance(poses, PoseSet):
+        if poses.joints3d is None:
+            raise ValueError(f"{purpose} needs 3D poses, and this pose set has no joints3d")
+        poses = poses.joints3d
+    poses = np.asarray(poses)
+    if poses.ndim != 3 or poses.shape[2] != 3 or (n_joints is not None and poses.shape[1] != n_joints):
+        want = f"(N, {n_joints if n_joints is not None else 'J'}, 3)"
+        raise ValueError(f"{purpose}: poses must be {want} joints, got {poses.shape}")
+    return poses
+
+
 def _string_column(value, n: int, fill: str, name: str) -> np.ndarray:
     if value is None:
         return np.full(n, fill, dtype=object).astype(str)

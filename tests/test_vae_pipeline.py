@@ -143,7 +143,7 @@ def test_coco_difficulty_2d(tmp_path, capsys):
 
 # ------------------------------------------------------------------------------ samplers at equal steps
 def test_equal_length_sampler_keeps_subset_and_stretches_epochs():
-    from posecurator.pipelines.vae_sampling import EqualLengthSampler
+    from posecurator.selection.samplers import EqualLengthSampler
     from posecurator.selection.samplers import CurriculumSampler, HardMiningSampler
 
     scores = np.linspace(0.0, 1.0, 300)[np.random.default_rng(0).permutation(300)]  # a permutation of ranks

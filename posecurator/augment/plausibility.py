@@ -30,7 +30,7 @@ import numpy as np
 
 from posecurator.augment import operators as _ops
 from posecurator.augment.operators import N_JOINTS
-from posecurator.poseset import PoseSet
+from posecurator.poseset import joints3d_of
 
 # Limbs as groups of bones (bone j ends at joint j).
 LIMBS: dict[str, tuple[int, ...]] = {
@@ -47,14 +47,7 @@ _CHUNK = 8192
 
 def _joints(poses) -> np.ndarray:
     """PoseSet or array -> (N, 17, 3) joints."""
-    if isinstance(poses, PoseSet):
-        if poses.joints3d is None:
-            raise ValueError("the pose set has no 3D joints")
-        poses = poses.joints3d
-    poses = np.asarray(poses)
-    if poses.ndim != 3 or poses.shape[1:] != (N_JOINTS, 3):
-        raise ValueError(f"poses must be (N, {N_JOINTS}, 3) H36M17 joints, got {poses.shape}")
-    return poses
+    return joints3d_of(poses, n_joints=N_JOINTS, purpose="the joint-angle prior")
 
 
 # ---------------------------------------------------------------------- sphere grid

@@ -53,7 +53,6 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-from torch.utils.data import Sampler
 
 from posecurator.errors import DataError, PoseCuratorError
 from posecurator.pipelines import bench
@@ -153,65 +152,13 @@ def _stderr(message: str) -> None:
 
 
 # ------------------------------------------------------------------------------ samplers
-class EqualLengthSampler(Sampler[int]):
-    """Stretch (or keep) every epoch of an epoch sampler to ``length`` indices, so a subset method
-    makes as many optimisation steps as training on every pose.
-
-    base: a sampler with ``indices_for_epoch(e)`` (those of :mod:`posecurator.selection.samplers`).
-    Epoch e yields the base's epoch e, followed by seeded reshuffles of the same pool until
-    ``length`` indices (an epoch at least ``length`` long is returned unchanged). Same epoch
-    protocol as the base: ``set_epoch``, ``indices_for_epoch``, ``total_length``.
-    """
-
-    def __init__(self, base, length: int, *, seed: int = 0):
-        if not hasattr(base, "indices_for_epoch"):
-            raise TypeError("EqualLengthSampler needs a base sampler with indices_for_epoch(epoch)")
-        self.base, self.length, self.seed = base, int(length), int(seed)
-        self.epoch, self._iterated, self._epoch_set = 0, False, False
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch, self._epoch_set = int(epoch), True
-        if hasattr(self.base, "set_epoch"):
-            self.base.set_epoch(epoch)
-
-    def indices_for_epoch(self, epoch: int) -> np.ndarray:
-        first = np.asarray(self.base.indices_for_epoch(epoch), dtype=np.int64)
-        if len(first) == 0 or len(first) >= self.length:
-            return first
-        reps = -(-(self.length - len(first)) // len(first))
-        rng = np.random.default_rng([self.seed, int(epoch), 0x45])
-        more = [rng.permutation(first) for _ in range(reps)]
-        return np.concatenate([first, *more])[: self.length]
-
-    def __iter__(self):
-        if self._iterated and not self._epoch_set:
-            self.epoch += 1
-        self._iterated, self._epoch_set = True, False
-        return iter(self.indices_for_epoch(self.epoch).tolist())
-
-    def __len__(self) -> int:
-        return int(len(self.indices_for_epoch(self.epoch)))
-
-    def total_length(self, epochs: int) -> int:
-        return int(sum(len(self.indices_for_epoch(e)) for e in range(int(epochs))))
-
-    def distinct_indices(self, epochs: int) -> int:
-        """Number of distinct training rows yielded over epochs 0..epochs-1."""
-        if hasattr(self.base, "selected_"):  # a fixed subset: the same rows every epoch
-            return int(len(self.base.selected_))
-        seen = np.zeros(0, dtype=np.int64)
-        for e in range(int(epochs)):
-            seen = np.union1d(seen, self.base.indices_for_epoch(e))
-        return int(len(seen))
-
-
 def equal_steps_factory(spec: str, *, scores=None) -> Callable:
     """A trainer sampler factory for ``spec`` (see ``posecurator.selection.samplers.SAMPLER_SPECS``)
     whose epochs are stretched to the training part's size (:class:`EqualLengthSampler`).
     ``scores``: anything :func:`~posecurator.selection.samplers.resolve_scores` takes (a score
     file keyed by sample_id, an aligned array, a dict). The sampler made by the last call is kept
     in ``factory.made``."""
-    from posecurator.selection.samplers import parse_sampler_spec
+    from posecurator.selection.samplers import EqualLengthSampler, parse_sampler_spec
 
     inner = parse_sampler_spec(spec, scores=scores)
 

@@ -32,21 +32,14 @@ import math
 
 import numpy as np
 
-from posecurator.poseset import PoseSet
+from posecurator.poseset import joints3d_of
 from posecurator.scoring.base import PoseScorer, register_scorer
 
 _CHUNK = 16384
 
 
 def _joints(poses) -> np.ndarray:
-    if isinstance(poses, PoseSet):
-        if poses.joints3d is None:
-            raise ValueError("the density scorer needs 3D poses (joints3d)")
-        poses = poses.joints3d
-    poses = np.asarray(poses)
-    if poses.ndim != 3 or poses.shape[2] != 3:
-        raise ValueError(f"poses must be (N, J, 3), got {poses.shape}")
-    return poses
+    return joints3d_of(poses, purpose="the density scorer")
 
 
 def pose_features(joints: np.ndarray, *, canonical_yaw: bool = True, right_hip: int = 1, left_hip: int = 4) -> np.ndarray:

@@ -222,6 +222,46 @@ SAMPLER_SPECS = ("all | random[:FRACTION] | hard[:FRACTION] | curriculum[:stages
 _INT_OPTIONS, _FLOAT_OPTIONS = ("k", "seed", "epochs", "samples_per_epoch"), ("start", "full_at")
 
 
+class EqualLengthSampler(_EpochSampler):
+    """Stretch (or keep) every epoch of an epoch sampler to ``length`` indices, so a subset method
+    makes as many optimisation steps as training on every pose.
+
+    base: a sampler with ``indices_for_epoch(e)`` (those of :mod:`posecurator.selection.samplers`).
+    Epoch e yields the base's epoch e, followed by seeded reshuffles of the same pool until
+    ``length`` indices (an epoch at least ``length`` long is returned unchanged). Same epoch
+    protocol as the base: ``set_epoch``, ``indices_for_epoch``, ``total_length``.
+    """
+
+    def __init__(self, base, length: int, *, seed: int = 0):
+        if not hasattr(base, "indices_for_epoch"):
+            raise TypeError("EqualLengthSampler needs a base sampler with indices_for_epoch(epoch)")
+        super().__init__(seed=seed, shuffle=True)
+        self.base, self.length = base, int(length)
+
+    def set_epoch(self, epoch: int) -> None:
+        super().set_epoch(epoch)
+        if hasattr(self.base, "set_epoch"):
+            self.base.set_epoch(epoch)
+
+    def indices_for_epoch(self, epoch: int) -> np.ndarray:
+        first = np.asarray(self.base.indices_for_epoch(epoch), dtype=np.int64)
+        if len(first) == 0 or len(first) >= self.length:
+            return first
+        reps = -(-(self.length - len(first)) // len(first))
+        rng = np.random.default_rng([self.seed, int(epoch), 0x45])
+        more = [rng.permutation(first) for _ in range(reps)]
+        return np.concatenate([first, *more])[: self.length]
+
+    def distinct_indices(self, epochs: int) -> int:
+        """Number of distinct training rows yielded over epochs 0..epochs-1."""
+        if hasattr(self.base, "selected_"):  # a fixed subset: the same rows every epoch
+            return int(len(self.base.selected_))
+        seen = np.zeros(0, dtype=np.int64)
+        for e in range(int(epochs)):
+            seen = np.union1d(seen, self.base.indices_for_epoch(e))
+        return int(len(seen))
+
+
 def resolve_scores(train_poses, scores=None, *, vae_config=None, progress: bool = False) -> np.ndarray:
     """(N,) difficulty scores for the rows of ``train_poses``.
 
