@@ -49,7 +49,7 @@ def register(sub, add_parser, commands: dict) -> None:
     s.add_argument("--gallery", type=int, default=6, help="easiest / hardest poses drawn (default 6 each)")
     commands["difficulty"] = cmd_difficulty
 
-    s = add_parser(sub, "vae-bench", "Issue 4's experiment on a split: all of the source / a random third / the VAE-hardest "
+    s = add_parser(sub, "vae-bench", "The VAE difficulty-sampling experiment on a split: all of the source / a random third / the VAE-hardest "
                    "third / VAE curriculum x seeds, with EvalPose and the per-bin accuracy on the target (Fig. 4).", VAE_BENCH_EXAMPLES)
     s.add_argument("split", help="bandai-to-hdm05 | bandai-to-cmu | hdm05-xsub | hdm05-to-cmu | custom (with --train/--test)")
     s.add_argument("--data", help="data root (default ../shared/data)")

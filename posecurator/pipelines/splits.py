@@ -45,7 +45,7 @@ SPLITS = {
     "hdm05-xsub": "HDM05 actors bd, bk -> HDM05 actor dg (new person, same activities)",
     "bandai-to-hdm05": "Bandai datasets 1 and 2 -> HDM05 bd, bk, dg (new people, activities, capture setup)",
     "hdm05-to-cmu": "HDM05 bd, bk, dg -> CMU files in cmu/ (new people, activities, skeleton)",
-    "bandai-to-cmu": "Bandai datasets 1 and 2 -> CMU files in cmu/ (issue 4's Bandai -> CMU variant)",
+    "bandai-to-cmu": "Bandai datasets 1 and 2 -> CMU files in cmu/ (the VAE-sampling experiment's Bandai -> CMU variant)",
 }
 
 

@@ -222,7 +222,7 @@ def _cmu_test_files(root: Path) -> list[Path]:
 
 
 def bandai_to_cmu_split(root=None) -> Split:
-    """The Bandai -> CMU variant of issue 4: train Bandai datasets 1 + 2, test the CMU files of
+    """The Bandai -> CMU variant of the VAE-sampling experiment: train Bandai datasets 1 + 2, test the CMU files of
     ``hdm05-to-cmu`` (new people, activities and skeleton, no HDM05 in between)."""
     root = Path(root) if root is not None else default_data_root()
     for sub in ("bandai", "cmu"):
@@ -453,7 +453,7 @@ COCO_HELDOUT = "person_keypoints_val2017_subset2213.json"
 
 def run_coco_difficulty(data_root=None, *, out_dir: str | Path, k: int = DEFAULT_BINS, seed: int = 0, vae_config=None,
                         progress: bool = True, log: Callable[[str], None] = print) -> dict:
-    """The 2D-only case of issue 4: a 2D pose VAE trained on the COCO train2017 subset scores
+    """The 2D-only case of the VAE-sampling experiment: a 2D pose VAE trained on the COCO train2017 subset scores
     and bins the held-out val2017 subset (per-bin statistics, Fig. 3(b) heatmap, galleries);
     ``summary["heldout"]["counts_in_reference_bins"]`` shows how the held-out poses spread over
     the training set's bins. No lifter is involved."""
@@ -503,7 +503,7 @@ def evaluate_with_evalpose(run_dir, test: PoseSet, *, noise_px: float, seed: int
 TABLE_KEYS = ("mpjpe", "pa_mpjpe", "pck3d", "auc", "evalpose", "train_poses", "steps", "train_time_s")
 # How target poses are put into bins for the per-bin figure:
 BINNINGS = {
-    # Fig. 4 as issue 4 asks: the source VAE's score, cut at the SOURCE's bin edges (a target pose
+    # Fig. 4 of the paper: the source VAE's score, cut at the SOURCE's bin edges (a target pose
     # falls in the bin of the source poses it is as hard as; off-distribution poses pile up at the top)
     "source_edges": "target poses in the source's VAE bins",
     # the paper's own Fig. 4 binning of the target set: equal-size bins of the target poses by the
@@ -516,7 +516,7 @@ def run_vae_experiment(split: Split, *, out_dir: str | Path, seeds: Sequence[int
                        settings: Sequence[str] = ("gt",), methods: Sequence[str] = VAE_METHODS, preset: str = "fast",
                        config=None, vae_config=None, k: int = DEFAULT_BINS, progress: bool = True,
                        log: Callable[[str], None] = print) -> dict:
-    """Issue 4's experiment on one split: ``methods`` x ``seeds`` x ``settings`` through
+    """The VAE difficulty-sampling experiment on one split: ``methods`` x ``seeds`` x ``settings`` through
     :func:`posecurator.pipelines.bench.run_bench` (``results.json``, ``table.md``), then
 
     * ``vae_table.md`` / ``vae_results.json``: MPJPE, PA-MPJPE, PCK3D, AUC and EvalPose (x 100)
