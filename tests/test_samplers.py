@@ -18,7 +18,7 @@ from posecurator.selection.bins import (align_scores, assign_bins, bin_edges, bi
                                         difficulty_bins_reference, load_scores, save_scores)
 from posecurator.selection.samplers import (CurriculumSampler, HardMiningSampler, RandomSubsetSampler,
                                             default_stages, parse_sampler_spec, resolve_scores)
-from posecurator.train.vae_trainer import VAEConfig
+from posecurator.train.vae_trainer import VAEConfig, vae_score_fn
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 HDM = DATA / "hdm05" / "amc"
@@ -41,7 +41,7 @@ def poses() -> PoseSet:
 
 @pytest.fixture(scope="module")
 def scores(poses) -> np.ndarray:
-    return resolve_scores(poses, None, vae_config=FAST_VAE)
+    return resolve_scores(poses, None, score_fn=vae_score_fn(FAST_VAE))
 
 
 # ---------------------------------------------------------------------- bins
@@ -243,8 +243,13 @@ def test_parse_sampler_spec_with_precomputed_scores(tmp_path, poses, scores):
 
 def test_parse_sampler_spec_trains_a_vae_when_no_scores(poses):
     train = poses.subset(np.arange(0, len(poses), 3))
-    sampler = parse_sampler_spec("hard:0.25", vae_config=VAEConfig(epochs=3, seed=0))(train)
+    sampler = parse_sampler_spec("hard:0.25", score_fn=vae_score_fn(VAEConfig(epochs=3, seed=0)))(train)
     assert len(sampler) == int(np.floor(0.25 * len(train) + 0.5))
+    # the selection layer trains nothing itself: no scores and no score_fn is a clear error
+    with pytest.raises(ValueError, match="score_fn"):
+        parse_sampler_spec("hard:0.25")(train)
+    with pytest.raises(ValueError, match="score_fn returned"):
+        resolve_scores(train, None, score_fn=lambda ps: np.zeros(3))
 
 
 def test_bad_specs_and_missing_scores(tmp_path, poses, scores):

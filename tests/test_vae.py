@@ -16,7 +16,8 @@ from posecurator.poseset import PoseSet
 from posecurator.scoring import get_scorer
 from posecurator.scoring.vae import VAEReconstructionScorer
 from posecurator.skeleton import COCO17, H36M17
-from posecurator.train.vae_trainer import VAEConfig, load_vae, prepare_inputs, split_by_clip, train_vae
+from posecurator.train.vae_trainer import (VAEConfig, load_vae, load_vae_scorer, make_vae_scorer, prepare_inputs,
+                                           split_by_clip, train_vae)
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 HDM = DATA / "hdm05" / "amc"
@@ -55,7 +56,7 @@ def hdm():
 
 @pytest.fixture(scope="module")
 def fitted(hdm):
-    scorer = VAEReconstructionScorer(space="3d", epochs=15, seed=0)
+    scorer = make_vae_scorer(space="3d", epochs=15, seed=0)
     return scorer.fit(hdm["train"])
 
 
@@ -160,7 +161,7 @@ def test_save_load_roundtrip(tmp_path, hdm, fitted):
     fitted.save(tmp_path / "vae")
     meta = json.loads((tmp_path / "vae" / "vae.json").read_text())
     assert meta["format"] == "posecurator-pose-vae" and meta["config"]["lambda_kl"] == fitted.config_.lambda_kl
-    again = VAEReconstructionScorer.from_pretrained(tmp_path / "vae")
+    again = load_vae_scorer(tmp_path / "vae")
     np.testing.assert_array_equal(again.score_samples(hdm["kick"]), fitted.score_samples(hdm["kick"]))
     model, cfg = load_vae(tmp_path / "vae")
     assert cfg == fitted.config_ and model.hparams == fitted.model_.hparams
@@ -183,14 +184,32 @@ def test_bad_model_folder_is_a_data_error(tmp_path):
         load_vae(tmp_path)
 
 
-def test_registry_and_options():
-    scorer = get_scorer("vae_recon", space="2d", epochs=3, latent_dim=4)
+def test_registry_and_options(hdm):
+    scorer = make_vae_scorer(space="2d", epochs=3, latent_dim=4)
     assert isinstance(scorer, VAEReconstructionScorer) and scorer.name == "vae_recon"
-    assert scorer._resolved_config().space == "2d" and scorer._resolved_config().epochs == 3
+    assert scorer.config.space == "2d" and scorer.config.epochs == 3 and scorer.config.latent_dim == 4
     with pytest.raises(TypeError, match="unknown vae_recon option"):
-        get_scorer("vae_recon", epoch=3)
+        make_vae_scorer(epoch=3)
     with pytest.raises(RuntimeError, match="not fitted"):
         scorer.score_samples(None)
+    # the registry's vae_recon is the same class; without injected functions it says how to build one
+    bare = get_scorer("vae_recon")
+    assert isinstance(bare, VAEReconstructionScorer) and bare.name == "vae_recon"
+    with pytest.raises(RuntimeError, match="make_vae_scorer"):
+        bare.fit(hdm["kick"])
+    # any injected model works: a "model" that is the mean root-relative pose, error = squared distance to it
+    def rooted(ps):
+        return ps.joints3d - ps.joints3d[:, :1]
+
+    def fit_fn(ref):
+        return rooted(ref).mean(axis=0), {}
+
+    def errors_fn(mean, ps):
+        return ((rooted(ps) - mean) ** 2).sum(axis=(1, 2)) / 1e6
+
+    injected = get_scorer("vae_recon", fit_fn=fit_fn, errors_fn=errors_fn).fit(hdm["same"])
+    s = injected.score_samples(hdm["lie"])
+    assert s.shape == (len(hdm["lie"]),) and np.mean(s) > np.mean(injected.score_samples(hdm["same"]))
 
 
 def test_loss_is_eq1():
@@ -209,7 +228,7 @@ def test_loss_is_eq1():
 
 # ---------------------------------------------------------------------- 2D
 def test_2d_vae_on_coco_with_visibility(coco):
-    scorer = VAEReconstructionScorer(space="2d", epochs=8, seed=0).fit(coco)
+    scorer = make_vae_scorer(space="2d", epochs=8, seed=0).fit(coco)
     assert scorer.model_.masked and scorer.model_.dim == 2
     s = scorer.score_samples(coco)
     n_vis = coco.visibility.sum(axis=1)
@@ -225,7 +244,7 @@ def test_2d_vae_on_coco_with_visibility(coco):
 
 
 def test_2d_projection_of_a_3d_set(hdm):
-    scorer = VAEReconstructionScorer(space="2d", epochs=10, seed=0).fit(hdm["train"])
+    scorer = make_vae_scorer(space="2d", epochs=10, seed=0).fit(hdm["train"])
     assert scorer.model_.dim == 2
     same, lie = scorer.score_samples(hdm["same"]), scorer.score_samples(hdm["lie"])
     assert np.isfinite(same).all() and np.isfinite(lie).all()
@@ -237,4 +256,4 @@ def test_2d_projection_of_a_3d_set(hdm):
 
 def test_3d_space_on_a_2d_set_is_refused(coco):
     with pytest.raises(ValueError, match="needs joints3d"):
-        VAEReconstructionScorer(space="3d", epochs=1).fit(coco)
+        make_vae_scorer(space="3d", epochs=1).fit(coco)

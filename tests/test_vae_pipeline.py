@@ -76,7 +76,7 @@ def test_difficulty_writes_outputs_and_scores_drive_train(tmp_path, capsys, sour
     code, stdout, err = run_cli(capsys, "difficulty", source_set, "-o", out, "--bins", "10", "--epochs", "20", "--quiet")
     assert code == 0, err
     for name in ("scores.npz", "bins.json", "summary.json", "heatmap.png", "histogram.png", "gallery.png",
-                 "bins_gallery.png", "vae/vae.safetensors", "vae/vae.json"):
+                 "bins_gallery.png", "vae/vae.safetensors", "vae/vae.json", "plot_data.npz"):
         assert (out / name).is_file(), name
     ps = PoseSet.load(source_set)
     with np.load(out / "scores.npz", allow_pickle=False) as z:

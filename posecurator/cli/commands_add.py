@@ -185,13 +185,14 @@ def cmd_score(args):
         _require_3d(ps, args.dataset)
         scorer = lifter_error_scorer(args.run, seed=args.seed, noise_px=args.noise_px, n_views=args.views)
     else:
-        from posecurator.scoring.vae import VAEReconstructionScorer
+        # the vae_recon scorer takes its VAE by injection; the training layer builds it
+        from posecurator.train.vae_trainer import load_vae_scorer, make_vae_scorer
 
         if args.run:
-            scorer = VAEReconstructionScorer.from_pretrained(args.run)
+            scorer = load_vae_scorer(args.run)
         else:
             reference = _load(args.reference, args) if args.reference else ps
-            scorer = VAEReconstructionScorer(progress=not args.quiet, seed=args.seed).fit(reference)
+            scorer = make_vae_scorer(progress=not args.quiet, seed=args.seed).fit(reference)
     try:
         scores = np.asarray(scorer.score_samples(ps), dtype=np.float64)
     except ValueError as e:

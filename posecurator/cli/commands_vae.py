@@ -98,6 +98,7 @@ def _vae_options(path: str | None, epochs: int | None = None) -> dict:
 
 def cmd_difficulty(args) -> None:
     from posecurator.pipelines.vae_sampling import run_difficulty
+    from posecurator.report.plots import render_difficulty_plots
 
     if args.bins < 1:
         raise PoseCuratorError(f"--bins must be >= 1, got {args.bins}")
@@ -105,13 +106,14 @@ def cmd_difficulty(args) -> None:
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr))
     res = run_difficulty(args.dataset, out_dir=args.output, k=args.bins, space=args.space, seed=args.seed,
                          vae_config=options, heldout=args.heldout, mapping=args.mapping, n_gallery=args.gallery,
-                         progress=not args.quiet, log=log)
+                         progress=not args.quiet, log=log, render=render_difficulty_plots)
     rep = res["report"]
     q = rep["score_quantiles"]
     print(f"scored {rep['n_scored']} of {res['n_poses']} poses ({res['space']} VAE); median score {q['q50']:.4g} "
           f"(10%: {q['q10']:.4g}, 90%: {q['q90']:.4g}); {res['k']} bins -> {args.output}")
     for name in ("scores", "bins", "heatmap", "histogram", "gallery", "bins_gallery"):
-        print(f"  {name:<12} {Path(args.output) / rep['files'][name]}")
+        if name in rep["files"]:
+            print(f"  {name:<12} {Path(args.output) / rep['files'][name]}")
     if "heldout" in res:
         print(f"  held-out set: {res['heldout']['n_scored']} poses scored -> {Path(args.output) / 'heldout'}")
 
@@ -119,6 +121,7 @@ def cmd_difficulty(args) -> None:
 def cmd_vae_bench(args) -> None:
     from posecurator.pipelines.splits import custom_split, resolve_split
     from posecurator.pipelines.vae_sampling import run_vae_experiment
+    from posecurator.report.plots import render_vae_experiment_plots
     from posecurator.train.trainer import TrainConfig
 
     if args.train or args.test or args.split == "custom":
@@ -137,6 +140,7 @@ def cmd_vae_bench(args) -> None:
     out = Path(args.output or Path("bench-out") / f"vae-{split.name}")
     doc = run_vae_experiment(split, out_dir=out, seeds=args.seeds, settings=args.settings, methods=args.methods,
                              preset=args.preset, config=config, vae_config=vae_config, k=args.bins,
-                             progress=not args.quiet, log=lambda m: print(m, file=sys.stderr))
+                             progress=not args.quiet, log=lambda m: print(m, file=sys.stderr),
+                             render=render_vae_experiment_plots)
     print((out / "vae_table.md").read_text())
     print(f"results: {out / 'vae_results.json'}; figures: " + ", ".join(str(out / f) for f in doc["files"].values()))

@@ -179,8 +179,11 @@ def cmd_train(args):
     sampler = None
     if args.sampler:
         from posecurator.selection.samplers import parse_sampler_spec
+        from posecurator.train.vae_trainer import vae_score_fn
 
-        sampler = parse_sampler_spec(args.sampler, scores=args.scores, progress=not args.quiet)
+        # without --scores, a pose VAE trained on the training rows scores them (the CLI injects it:
+        # the selection layer does not train models)
+        sampler = parse_sampler_spec(args.sampler, scores=args.scores, score_fn=vae_score_fn(progress=not args.quiet))
     ps = load_dataset(args.dataset, progress=not args.quiet)
     result = LifterTrainer(config).fit(ps, out_dir=args.output, sampler=sampler, progress=not args.quiet)
     best = result.get("best_val_mpjpe") if isinstance(result, dict) else None

@@ -20,6 +20,12 @@ Three entry points:
   ``assign_bins``) and, as the paper bins its target, into equal-size bins of their own scores;
   the MPJPE of every method is averaged per bin.
 
+Plots: the pipelines write what the figures show (``plot_data.npz`` per difficulty report,
+``vae_plot_data.json`` for the experiment) and call an optional ``render(out_dir)`` callback that
+draws the PNGs; the CLI passes :func:`posecurator.report.plots.render_difficulty_plots` /
+:func:`~posecurator.report.plots.render_vae_experiment_plots` (this layer does not import the
+report layer above it).
+
 Protocol decisions (why):
 
 * **The VAE sees the training source only**, never the target: it is trained on the split's
@@ -256,7 +262,7 @@ def _representatives(scores: np.ndarray, bins: np.ndarray, k: int) -> np.ndarray
 
 def bin_report(poses: PoseSet, scores: np.ndarray, *, out_dir: str | Path, k: int = DEFAULT_BINS, space: str = "3d",
                projection_seed: int = 0, n_gallery: int = 6, heatmap_per_bin: int = HEATMAP_PER_BIN,
-               seed: int = 0, title: str = "", edges=None) -> dict:
+               seed: int = 0, title: str = "", edges=None, render: Callable[[Path], dict] | None = None) -> dict:
     """Bins, statistics and plots of scored poses, written to ``out_dir``; returns the summary.
 
     poses: N poses; scores: (N,) VAE scores (NaN = unscored: too few labelled joints; left out of
@@ -267,8 +273,12 @@ def bin_report(poses: PoseSet, scores: np.ndarray, *, out_dir: str | Path, k: in
     ``bins_gallery.png`` (the median-score pose of every bin). ``edges``: another set's
     :func:`~posecurator.selection.bins.bin_edges`; when given, the summary also counts these poses
     in those bins (``counts_in_reference_bins``: held-out poses in the training set's bins).
+
+    Plots: what they show goes to ``plot_data.npz`` (:func:`write_difficulty_plot_data`);
+    ``render(out_dir) -> {name: png path}`` draws the PNGs, normally
+    :func:`posecurator.report.plots.render_difficulty_plots` (the CLI passes it; the pipeline layer
+    does not import the report layer above it). Without ``render`` no PNG is written.
     """
-    from posecurator.report.plots import heatmap, score_histogram, skeleton_gallery
     from posecurator.selection.bins import (assign_bins, bin_edges, bin_similarity_matrix, bin_statistics,
                                             difficulty_bins, save_scores)
 
@@ -301,26 +311,19 @@ def bin_report(poses: PoseSet, scores: np.ndarray, *, out_dir: str | Path, k: in
                                 visibility=vis)
     heat_s = time.perf_counter() - t0
     edges_own = bin_edges(sub_scores, sub_bins, k)
-    label = f"{title}: " if title else ""
     files = {"scores": SCORES_FILE, "bins": "bins.json"}
-    files["heatmap"] = heatmap(sim, out / "heatmap.png", xlabels=range(k), ylabels=range(k), xlabel="bin (easy -> hard)",
-                               ylabel="bin (easy -> hard)", colorbar="mean EvalPose", annotate=False,
-                               title=f"{label}EvalPose between difficulty bins (Fig. 3b)").name
-    files["histogram"] = score_histogram({f"{space} VAE score": sub_scores}, out / "histogram.png", log=True,
-                                         xlabel="reconstruction error (Eq. 2, normalised pose)",
-                                         title=f"{label}pose VAE difficulty").name
     n_g = max(1, min(int(n_gallery), len(scored) // 2))
     order = np.argsort(sub_scores, kind="stable")
     picks = np.concatenate([order[:n_g], order[::-1][:n_g]])
-    gallery_poses = _gallery_poses(arrays, vis, picks, space)
-    files["gallery"] = skeleton_gallery(gallery_poses, [f"{sub_scores[i]:.3g}" for i in picks], poses.layout,
-                                        out / "gallery.png", ncols=n_g, row_labels=["easiest", "hardest"],
-                                        suptitle=f"{label}easiest and hardest poses (VAE score)").name
     reps = _representatives(sub_scores, sub_bins, k)
-    files["bins_gallery"] = skeleton_gallery(_gallery_poses(arrays, vis, reps, space),
-                                             [f"bin {b}: {sub_scores[i]:.3g}" for b, i in enumerate(reps)],
-                                             poses.layout, out / "bins_gallery.png", ncols=min(k, 10),
-                                             suptitle=f"{label}median pose of each bin (Fig. 3a)").name
+    write_difficulty_plot_data(
+        out, similarity=sim, scores=sub_scores, space=space, title=title, layout=poses.layout,
+        gallery_poses=_gallery_poses(arrays, vis, picks, space), gallery_titles=[f"{sub_scores[i]:.3g}" for i in picks],
+        bins_poses=_gallery_poses(arrays, vis, reps, space),
+        bins_titles=[f"bin {b}: {sub_scores[i]:.3g}" for b, i in enumerate(reps)])
+    files["plot_data"] = DIFFICULTY_PLOT_DATA
+    if render is not None:
+        files.update({name: _relative(f, out) for name, f in render(out).items()})
     summary = {
         "title": title, "space": space, "k": k, "n_poses": int(len(scores)), "n_scored": int(len(scored)),
         "n_unscored": int(len(scores) - len(scored)),
@@ -335,6 +338,47 @@ def bin_report(poses: PoseSet, scores: np.ndarray, *, out_dir: str | Path, k: in
         summary["counts_in_reference_bins"] = np.bincount(ref, minlength=len(edges) - 1).tolist()
     _write_json(out / "bins.json", summary)
     return summary
+
+
+DIFFICULTY_PLOT_DATA = "plot_data.npz"
+
+
+def write_difficulty_plot_data(out_dir: str | Path, *, similarity: np.ndarray, scores: np.ndarray, space: str,
+                               title: str, layout: str, gallery_poses: np.ndarray, gallery_titles: Sequence[str],
+                               bins_poses: np.ndarray, bins_titles: Sequence[str]) -> Path:
+    """What the difficulty plots show, as plain arrays in ``out_dir/plot_data.npz`` (no pickle):
+    ``similarity`` (k, k) mean EvalPose between bins (Fig. 3(b)), ``scores`` (M,) the finite VAE
+    scores, ``gallery_poses`` (2 n, J, D) the n easiest then the n hardest poses (3D world mm, or
+    2D pixels centred per pose; unlabelled joints NaN) with ``gallery_titles``, ``bins_poses``
+    (k, J, D) the median pose of every bin with ``bins_titles``, and the strings ``space``,
+    ``title``, ``layout``. The report layer draws them
+    (:func:`posecurator.report.plots.render_difficulty_plots`)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    arrays = {"similarity": np.asarray(similarity, dtype=np.float64), "scores": np.asarray(scores, dtype=np.float64),
+              "gallery_poses": np.asarray(gallery_poses, dtype=np.float64), "gallery_titles": np.asarray(list(gallery_titles), dtype=str),
+              "bins_poses": np.asarray(bins_poses, dtype=np.float64), "bins_titles": np.asarray(list(bins_titles), dtype=str),
+              "space": np.asarray(space), "title": np.asarray(title or ""), "layout": np.asarray(str(layout))}
+    path = out / DIFFICULTY_PLOT_DATA
+    _write_npz(path, arrays)
+    return path
+
+
+def _write_npz(path: Path, arrays: dict) -> None:
+    import os
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _relative(path, root: Path) -> str:
+    path = Path(path)
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
 
 def _gallery_poses(arrays: np.ndarray, vis: np.ndarray | None, picks: np.ndarray, space: str) -> np.ndarray:
@@ -375,7 +419,7 @@ def _json_safe(obj):
 def run_difficulty(dataset, *, out_dir: str | Path, k: int = DEFAULT_BINS, space: str | None = None, seed: int = 0,
                    vae_config=None, heldout=None, mapping: str | None = None, n_gallery: int = 6,
                    heatmap_per_bin: int = HEATMAP_PER_BIN, progress: bool = True,
-                   log: Callable[[str], None] = print) -> dict:
+                   log: Callable[[str], None] = print, render: Callable[[Path], dict] | None = None) -> dict:
     """``posecurator difficulty``: pose VAE -> scores -> bins -> statistics and plots.
 
     dataset: a path (pose-set folder or any importable file/folder) or a PoseSet. space: "3d"
@@ -384,7 +428,8 @@ def run_difficulty(dataset, *, out_dir: str | Path, k: int = DEFAULT_BINS, space
     fields (missing fields from :func:`vae_config_for`; its seed is ``seed``). heldout: a second
     data set (path or PoseSet) scored by the same VAE, never trained on; its report goes to
     ``out_dir/heldout/``. Writes ``out_dir/vae/`` (the VAE), the files of :func:`bin_report` and
-    ``summary.json``; returns the summary.
+    ``summary.json``; returns the summary. ``render``: draws the PNGs of each report folder (see
+    :func:`bin_report`; the CLI passes :func:`posecurator.report.plots.render_difficulty_plots`).
     """
     from posecurator.train.vae_trainer import VAEConfig, score_poses, train_vae
 
@@ -420,7 +465,8 @@ def run_difficulty(dataset, *, out_dir: str | Path, k: int = DEFAULT_BINS, space
     vae_s = time.perf_counter() - t1
     scores = score_poses(model, poses, projection_seed=cfg.projection_seed)
     report = bin_report(poses, scores, out_dir=out, k=k, space=space, projection_seed=cfg.projection_seed,
-                        n_gallery=n_gallery, heatmap_per_bin=heatmap_per_bin, seed=seed, title="training set")
+                        n_gallery=n_gallery, heatmap_per_bin=heatmap_per_bin, seed=seed, title="training set",
+                        render=render)
     final = {key: hist[key][-1] for key in ("train_recon", "train_kl", "val_recon", "val_kl")}
     summary = {"dataset": str(dataset) if not isinstance(dataset, PoseSet) else "<PoseSet>", "space": space, "k": k,
                "n_poses": len(poses),
@@ -432,7 +478,7 @@ def run_difficulty(dataset, *, out_dir: str | Path, k: int = DEFAULT_BINS, space
         held_report = bin_report(held, held_scores, out_dir=out / "heldout", k=k, space=space,
                                  projection_seed=cfg.projection_seed, n_gallery=n_gallery,
                                  heatmap_per_bin=heatmap_per_bin, seed=seed, title="held-out set",
-                                 edges=np.asarray(report["edges"]))
+                                 edges=np.asarray(report["edges"]), render=render)
         summary["heldout"] = {"dataset": str(heldout) if not isinstance(heldout, PoseSet) else "<PoseSet>",
                               "n_poses": len(held),
                               **{key: held_report[key] for key in ("n_scored", "n_unscored", "score_quantiles",
@@ -452,7 +498,8 @@ COCO_HELDOUT = "person_keypoints_val2017_subset2213.json"
 
 
 def run_coco_difficulty(data_root=None, *, out_dir: str | Path, k: int = DEFAULT_BINS, seed: int = 0, vae_config=None,
-                        progress: bool = True, log: Callable[[str], None] = print) -> dict:
+                        progress: bool = True, log: Callable[[str], None] = print,
+                        render: Callable[[Path], dict] | None = None) -> dict:
     """The 2D-only case of the VAE-sampling experiment: a 2D pose VAE trained on the COCO train2017 subset scores
     and bins the held-out val2017 subset (per-bin statistics, Fig. 3(b) heatmap, galleries);
     ``summary["heldout"]["counts_in_reference_bins"]`` shows how the held-out poses spread over
@@ -463,7 +510,7 @@ def run_coco_difficulty(data_root=None, *, out_dir: str | Path, k: int = DEFAULT
         if not (coco / name).is_file():
             raise DataError(coco / name, "COCO keypoint file not found (give the data root)")
     return run_difficulty(coco / COCO_TRAIN, out_dir=out_dir, k=k, space="2d", seed=seed, vae_config=vae_config,
-                          heldout=coco / COCO_HELDOUT, progress=progress, log=log)
+                          heldout=coco / COCO_HELDOUT, progress=progress, log=log, render=render)
 
 
 # ------------------------------------------------------------------------------ the experiment
@@ -515,7 +562,7 @@ BINNINGS = {
 def run_vae_experiment(split: Split, *, out_dir: str | Path, seeds: Sequence[int] = (0, 1, 2),
                        settings: Sequence[str] = ("gt",), methods: Sequence[str] = VAE_METHODS, preset: str = "fast",
                        config=None, vae_config=None, k: int = DEFAULT_BINS, progress: bool = True,
-                       log: Callable[[str], None] = print) -> dict:
+                       log: Callable[[str], None] = print, render: Callable[[Path], dict] | None = None) -> dict:
     """The VAE difficulty-sampling experiment on one split: ``methods`` x ``seeds`` x ``settings`` through
     :func:`posecurator.pipelines.bench.run_bench` (``results.json``, ``table.md``), then
 
@@ -533,8 +580,12 @@ def run_vae_experiment(split: Split, *, out_dir: str | Path, seeds: Sequence[int
     ``vae_config``: the methods' VAE (a VAEConfig, or a dict of fields overriding
     :func:`bench_vae_config`; None: that config); ``config`` a
     TrainConfig overriding ``preset``. Runs (and VAEs) already finished in ``out_dir`` are reused.
+
+    The figures' data go to ``vae_plot_data.json`` (:func:`write_vae_plot_data`); ``render(out_dir)
+    -> {name: png path}`` draws them, normally
+    :func:`posecurator.report.plots.render_vae_experiment_plots` (the CLI passes it; the pipeline
+    layer does not import the report layer). Without ``render`` no PNG is written.
     """
-    from posecurator.report.plots import heatmap, per_bin_curve
     from posecurator.selection.bins import assign_bins, bin_edges, bin_similarity_matrix, difficulty_bins
     from posecurator.train.vae_trainer import load_vae, score_poses
 
@@ -573,19 +624,15 @@ def run_vae_experiment(split: Split, *, out_dir: str | Path, seeds: Sequence[int
         row.update({key: extra[key] for key in ("mpjpe", "pa_mpjpe", "pck3d", "auc", "evalpose", "per_bin")})
         rows.append(row)
     summary = summarize_vae_runs(rows, k)
-    files = {}
     seed0 = seeds[0]
     sim = bin_similarity_matrix(train.joints3d, per_seed[seed0]["source_bins"], layout=train.layout, k=k, seed=seed0,
                                 n_per_bin=HEATMAP_PER_BIN)
-    files["source_heatmap"] = heatmap(sim, out / "source_heatmap.png", xlabels=range(k), ylabels=range(k),
-                                      xlabel="source bin (easy -> hard)", ylabel="source bin (easy -> hard)",
-                                      colorbar="mean EvalPose", annotate=False,
-                                      title=f"{split.train.label}: EvalPose between VAE bins (seed {seed0})").name
-    files.update(_per_bin_figures(summary, settings, k, out, split.name))
     counts = np.mean([np.bincount(per_seed[s]["binnings"]["source_edges"], minlength=k) for s in seeds], axis=0)
-    files["target_bins"] = per_bin_curve(np.arange(k), {"target poses": counts}, out / "target_bins.png",
-                                         xlabel="source VAE bin (easy -> hard)", ylabel="target poses (mean over seeds)",
-                                         title=f"{split.name}: target poses in the source's difficulty bins").name
+    write_vae_plot_data(out, split_name=split.name, train_label=split.train.label, seed=seed0, k=k, settings=settings,
+                        source_similarity=sim, target_counts=counts, summary=summary)
+    files = {"plot_data": VAE_PLOT_DATA}
+    if render is not None:
+        files.update({name: _relative(f, out) for name, f in render(out).items()})
     doc = {"split": split.name, "measures": split.measures, "train": results["train"], "test": results["test"],
            "preset": results["preset"], "train_config": results["train_config"], "seeds": list(seeds),
            "settings": list(settings), "k": k, "binnings": BINNINGS,
@@ -600,30 +647,29 @@ def run_vae_experiment(split: Split, *, out_dir: str | Path, seeds: Sequence[int
     return doc
 
 
-def _per_bin_figures(summary: list[dict], settings: Sequence[str], k: int, out: Path, split_name: str) -> dict:
-    from posecurator.report.plots import per_bin_curve
+VAE_PLOT_DATA = "vae_plot_data.json"
 
-    files = {}
-    x = np.arange(k)
-    for setting in settings:
-        rows = [s for s in summary if s["setting"] == setting]
-        if not rows:
-            continue
-        for binning, what in BINNINGS.items():
-            curves = {s["method"]: np.asarray(s["per_bin"][binning]["mpjpe"], dtype=np.float64) for s in rows}
-            errs = {s["method"]: np.asarray(s["per_bin"][binning]["mpjpe_std"], dtype=np.float64) for s in rows}
-            name = "" if binning == "source_edges" else f"_{binning}"
-            name += "" if setting == "gt" else f"_{setting}"
-            files[f"per_bin_mpjpe{name}"] = per_bin_curve(
-                x, curves, out / f"per_bin_mpjpe{name}.png", errors=errs, xlabel=f"bin (easy -> hard): {what}",
-                ylabel="target MPJPE (mm)", title=f"{split_name}, {setting} 2D: MPJPE per difficulty bin (Fig. 4)").name
-            ref = curves.get("vae_all")
-            if ref is not None and len(curves) > 1:
-                files[f"per_bin_delta{name}"] = per_bin_curve(
-                    x, {m: c - ref for m, c in curves.items() if m != "vae_all"}, out / f"per_bin_delta{name}.png",
-                    xlabel=f"bin (easy -> hard): {what}", ylabel="MPJPE minus vae_all (mm)",
-                    title=f"{split_name}, {setting} 2D: per-bin change against all of the source").name
-    return files
+
+def write_vae_plot_data(out_dir: str | Path, *, split_name: str, train_label: str, seed: int, k: int,
+                        settings: Sequence[str], source_similarity: np.ndarray, target_counts: np.ndarray,
+                        summary: list[dict]) -> Path:
+    """What the figures of :func:`run_vae_experiment` show, in ``out_dir/vae_plot_data.json``:
+    ``source_similarity`` (k, k) mean EvalPose between the source's VAE bins (first seed),
+    ``target_counts`` (k,) target poses per source bin (mean over seeds), ``binnings`` (name ->
+    what it is, :data:`BINNINGS`), and ``curves``: per (method, setting), for every binning,
+    ``mpjpe`` / ``mpjpe_std`` (k,) target MPJPE per bin, mm (null = empty bin). The report layer
+    draws them (:func:`posecurator.report.plots.render_vae_experiment_plots`)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    curves = [{"method": s["method"], "setting": s["setting"],
+               "per_bin": {b: {"mpjpe": s["per_bin"][b]["mpjpe"], "mpjpe_std": s["per_bin"][b]["mpjpe_std"]}
+                           for b in BINNINGS if b in s.get("per_bin", {})}} for s in summary]
+    doc = {"split": split_name, "train_label": train_label, "seed": int(seed), "k": int(k), "settings": list(settings),
+           "binnings": BINNINGS, "baseline": "vae_all", "source_similarity": np.asarray(source_similarity),
+           "target_counts": np.asarray(target_counts), "curves": curves}
+    path = out / VAE_PLOT_DATA
+    _write_json(path, doc)
+    return path
 
 
 def summarize_vae_runs(rows: list[dict], k: int) -> list[dict]:

@@ -9,7 +9,9 @@ no global backend or figure state is touched (safe in tests, servers and worker 
 * :func:`score_histogram` score distributions of named groups (e.g. kept vs dropped);
 * :func:`pca_map` 2-d points of named groups (e.g. the PCA map of original / kept / dropped);
 * :func:`heatmap` a matrix with optional labels and cell annotations;
-* :func:`per_bin_curve` one or more curves over bins, with optional error bands.
+* :func:`per_bin_curve` one or more curves over bins, with optional error bands;
+* renderers of the pipelines' plot data (the pipelines write arrays, the CLI passes these):
+  :func:`render_add_plots`, :func:`render_difficulty_plots`, :func:`render_vae_experiment_plots`.
 
 This is the report layer: nothing below it (io ... pipelines) imports it.
 """
@@ -317,4 +319,98 @@ def render_add_plots(plot_dir: str | os.PathLike) -> dict[str, Path]:
         files["gallery"] = skeleton_gallery(d["gallery_poses"], [str(t) for t in d["gallery_titles"]], "h36m17",
                                             plot_dir / "gallery.png", ncols=len(d["gallery_poses"]) // len(rows),
                                             row_labels=rows, suptitle=" / ".join(rows))
+    return files
+
+
+def _read_plot_npz(path: Path, what: str) -> dict:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError) as e:
+        from posecurator.errors import DataError
+
+        raise DataError(path, f"cannot read the {what} plot data: {e}") from None
+
+
+def render_difficulty_plots(out_dir: str | os.PathLike) -> dict[str, Path]:
+    """Draw the ``posecurator difficulty`` report of one folder from ``out_dir/plot_data.npz``
+    (written by :func:`posecurator.pipelines.vae_sampling.write_difficulty_plot_data`):
+    ``heatmap.png`` (Fig. 3(b): mean EvalPose between difficulty bins), ``histogram.png`` (VAE
+    scores, log counts), ``gallery.png`` (the easiest and the hardest poses) and
+    ``bins_gallery.png`` (the median pose of every bin, Fig. 3(a)). Returns {name: path}."""
+    out = Path(out_dir)
+    d = _read_plot_npz(out / "plot_data.npz", "difficulty")
+    space, title, layout = str(d["space"]), str(d["title"]), str(d["layout"])
+    label = f"{title}: " if title else ""
+    sim = d["similarity"]
+    k = len(sim)
+    files = {}
+    files["heatmap"] = heatmap(sim, out / "heatmap.png", xlabels=range(k), ylabels=range(k), xlabel="bin (easy -> hard)",
+                               ylabel="bin (easy -> hard)", colorbar="mean EvalPose", annotate=False,
+                               title=f"{label}EvalPose between difficulty bins (Fig. 3b)")
+    files["histogram"] = score_histogram({f"{space} VAE score": d["scores"]}, out / "histogram.png", log=True,
+                                         xlabel="reconstruction error (Eq. 2, normalised pose)",
+                                         title=f"{label}pose VAE difficulty")
+    n_g = max(1, len(d["gallery_poses"]) // 2)
+    files["gallery"] = skeleton_gallery(d["gallery_poses"], [str(t) for t in d["gallery_titles"]], layout,
+                                        out / "gallery.png", ncols=n_g, row_labels=["easiest", "hardest"],
+                                        suptitle=f"{label}easiest and hardest poses (VAE score)")
+    files["bins_gallery"] = skeleton_gallery(d["bins_poses"], [str(t) for t in d["bins_titles"]], layout,
+                                             out / "bins_gallery.png", ncols=min(len(d["bins_poses"]), 10),
+                                             suptitle=f"{label}median pose of each bin (Fig. 3a)")
+    return files
+
+
+def render_vae_experiment_plots(out_dir: str | os.PathLike) -> dict[str, Path]:
+    """Draw the figures of ``posecurator vae-bench`` from ``out_dir/vae_plot_data.json`` (written by
+    :func:`posecurator.pipelines.vae_sampling.write_vae_plot_data`): ``source_heatmap.png`` (Fig.
+    3(b) of the source, first seed), per setting and binning ``per_bin_mpjpe*.png`` (target MPJPE
+    per difficulty bin, mean ± std over seeds, Fig. 4) and ``per_bin_delta*.png`` (each method
+    minus the baseline ``vae_all``), and ``target_bins.png`` (target poses per source bin).
+    Suffixes: ``_target_quantiles`` for the target's own bins, ``_noisy`` for noisy 2D. Returns
+    {name: path}."""
+    import json
+
+    out = Path(out_dir)
+    path = out / "vae_plot_data.json"
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        from posecurator.errors import DataError
+
+        raise DataError(path, f"cannot read the VAE experiment plot data: {e}") from None
+    k, split_name, baseline = int(d["k"]), d["split"], d.get("baseline", "vae_all")
+
+    def arr(values) -> np.ndarray:  # JSON null (an empty bin) -> NaN
+        return np.asarray(values, dtype=np.float64)
+
+    files = {"source_heatmap": heatmap(
+        arr(d["source_similarity"]), out / "source_heatmap.png", xlabels=range(k), ylabels=range(k),
+        xlabel="source bin (easy -> hard)", ylabel="source bin (easy -> hard)", colorbar="mean EvalPose", annotate=False,
+        title=f"{d['train_label']}: EvalPose between VAE bins (seed {d['seed']})")}
+    x = np.arange(k)
+    for setting in d["settings"]:
+        rows = [c for c in d["curves"] if c["setting"] == setting]
+        if not rows:
+            continue
+        for binning, what in d["binnings"].items():
+            rows_b = [c for c in rows if binning in c["per_bin"]]
+            if not rows_b:
+                continue
+            curves = {c["method"]: arr(c["per_bin"][binning]["mpjpe"]) for c in rows_b}
+            errs = {c["method"]: arr(c["per_bin"][binning]["mpjpe_std"]) for c in rows_b}
+            name = "" if binning == "source_edges" else f"_{binning}"
+            name += "" if setting == "gt" else f"_{setting}"
+            files[f"per_bin_mpjpe{name}"] = per_bin_curve(
+                x, curves, out / f"per_bin_mpjpe{name}.png", errors=errs, xlabel=f"bin (easy -> hard): {what}",
+                ylabel="target MPJPE (mm)", title=f"{split_name}, {setting} 2D: MPJPE per difficulty bin (Fig. 4)")
+            ref = curves.get(baseline)
+            if ref is not None and len(curves) > 1:
+                files[f"per_bin_delta{name}"] = per_bin_curve(
+                    x, {m: c - ref for m, c in curves.items() if m != baseline}, out / f"per_bin_delta{name}.png",
+                    xlabel=f"bin (easy -> hard): {what}", ylabel=f"MPJPE minus {baseline} (mm)",
+                    title=f"{split_name}, {setting} 2D: per-bin change against all of the source")
+    files["target_bins"] = per_bin_curve(x, {"target poses": arr(d["target_counts"])}, out / "target_bins.png",
+                                         xlabel="source VAE bin (easy -> hard)", ylabel="target poses (mean over seeds)",
+                                         title=f"{split_name}: target poses in the source's difficulty bins")
     return files

@@ -15,6 +15,12 @@ name                   class                                   higher means     
 ``vae_recon``          scoring.vae.VAEReconstructionScorer     harder (VAE reconstructs     VAE
                                                                it worse)
 =====================  ======================================  ===========================  ==========
+
+Scorers that need a trained model (``lifter_error``, ``vae_recon``) take it by injection
+(``predict_fn`` / ``fit_fn`` + ``errors_fn``): the scoring layer sits below models and train and never
+imports them. Build those with the higher layers' helpers
+(:func:`posecurator.pipelines.add.lifter_error_scorer`,
+:func:`posecurator.train.vae_trainer.make_vae_scorer` / ``load_vae_scorer``), as the CLI does.
 """
 
 from __future__ import annotations

@@ -262,21 +262,28 @@ class EqualLengthSampler(_EpochSampler):
         return int(len(seen))
 
 
-def resolve_scores(train_poses, scores=None, *, vae_config=None, progress: bool = False) -> np.ndarray:
-    """(N,) difficulty scores for the rows of ``train_poses``.
+NO_SCORES_HINT = ("no difficulty scores for the difficulty sampler: pass scores (a score file from `posecurator "
+                  "difficulty` keyed by sample_id, an (N,) array or a {sample_id: score} dict), or a "
+                  "score_fn(train_poses) -> scores, e.g. posecurator.train.vae_trainer.vae_score_fn() to train a "
+                  "pose VAE on the training rows")
+
+
+def resolve_scores(train_poses, scores=None, *, score_fn: Callable | None = None) -> np.ndarray:
+    """(N,) difficulty scores for the rows of ``train_poses`` (higher = harder).
 
     scores: an (N,) array aligned with the rows; a dict ``{sample_id: score}``; a path to a score
     file (:func:`posecurator.selection.bins.load_scores`, e.g. the output of ``posecurator
-    difficulty``), looked up by sample_id; or None: a pose VAE is trained on ``train_poses``
-    themselves and scores them (cost: ``vae_config.epochs`` passes over the set, about a minute
-    per 100k poses on 2 CPU cores with the defaults).
+    difficulty``), looked up by sample_id; or None: ``score_fn(train_poses)`` computes them (the
+    caller injects it, e.g. :func:`posecurator.train.vae_trainer.vae_score_fn`, which trains a pose
+    VAE on the rows themselves; this layer does not train models). Neither given: ValueError.
     """
     n = len(train_poses)
     if scores is None:
-        from posecurator.scoring.vae import VAEReconstructionScorer
-
-        space = "3d" if train_poses.joints3d is not None else "2d"
-        out = VAEReconstructionScorer(space=space, config=vae_config, progress=progress).fit_score(train_poses)
+        if score_fn is None:
+            raise ValueError(NO_SCORES_HINT)
+        out = np.asarray(score_fn(train_poses), dtype=np.float64)
+        if out.shape != (n,):
+            raise ValueError(f"score_fn returned {out.shape} for {n} training rows; expected ({n},)")
     elif isinstance(scores, (str, os.PathLike)):
         ids, sc = load_scores(scores)
         out = align_scores(train_poses.sample_id, ids, sc, path=scores)
@@ -293,7 +300,7 @@ def resolve_scores(train_poses, scores=None, *, vae_config=None, progress: bool 
     return out
 
 
-def parse_sampler_spec(spec: str, *, scores=None, vae_config=None, progress: bool = False):
+def parse_sampler_spec(spec: str, *, scores=None, score_fn: Callable | None = None):
     """Parse ``spec`` (see ``SAMPLER_SPECS``) into ``factory(train_poses, scores=None, *, epochs=None,
     seed=None) -> Sampler``.
 
@@ -301,8 +308,9 @@ def parse_sampler_spec(spec: str, *, scores=None, vae_config=None, progress: boo
     the curriculum, the trainer's number of epochs (``epochs=``; else the spec's ``epochs=``
     option; else 30 with a warning) and its seed (``seed=``; else the spec's; else 0).
     Difficulty scores come from the factory's ``scores`` argument, else from ``scores`` given
-    here, else a VAE trained on the training rows (see :func:`resolve_scores`; with
-    ``vae_config.max_samples`` to bound its cost on very large sets). Examples: ``"hard:0.33"``, ``"curriculum"``,
+    here, else ``score_fn(train_rows)`` (see :func:`resolve_scores`; the CLI passes
+    :func:`posecurator.train.vae_trainer.vae_score_fn`, a VAE trained on the training rows), else
+    a ValueError saying so. Examples: ``"hard:0.33"``, ``"curriculum"``,
     ``"curriculum:linear,full_at=0.5"``, ``"random:0.33"``, ``"all"``.
     """
     head, *opts = [p.strip() for p in str(spec).split(",")]
@@ -343,8 +351,7 @@ def parse_sampler_spec(spec: str, *, scores=None, vae_config=None, progress: boo
         epochs = spec_epochs if epochs is None else epochs
         if name in ("all", "random"):
             return RandomSubsetSampler(n, fraction, seed=seed)
-        sc = resolve_scores(train_poses, scores if scores is not None else default_scores,
-                            vae_config=vae_config, progress=progress)
+        sc = resolve_scores(train_poses, scores if scores is not None else default_scores, score_fn=score_fn)
         if name == "hard":
             return HardMiningSampler(sc, fraction=fraction, k=k, seed=seed)
         if epochs is None:

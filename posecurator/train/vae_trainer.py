@@ -8,6 +8,11 @@ a 100k-pose 3D set in roughly a minute.
 
 On disk (``out_dir``): ``vae.safetensors`` (weights) and ``vae.json`` (format, model
 hyper-parameters, :class:`VAEConfig`, history); both written under temporary names and renamed.
+
+The ``vae_recon`` scorer of the scoring layer takes the VAE through injected functions (scoring
+sits below this layer); :func:`make_vae_scorer` / :func:`load_vae_scorer` build it with this
+module's training and scoring, and :func:`vae_score_fn` gives the ``score_fn`` of the difficulty
+samplers (:func:`posecurator.selection.samplers.resolve_scores`).
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ import math
 import os
 import time
 from dataclasses import asdict, dataclass, fields
+from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -27,6 +34,7 @@ from posecurator.errors import DataError
 from posecurator.models.pose_vae import (PoseNormalization, PoseVAE, normalize_poses, pose_arrays,
                                          reconstruction_errors, vae_loss)
 from posecurator.poseset import PoseSet
+from posecurator.scoring.vae import VAEReconstructionScorer
 from posecurator.skeleton import get_layout
 
 VAE_FORMAT = "posecurator-pose-vae"
@@ -278,6 +286,65 @@ def score_poses(model: PoseVAE, poses: PoseSet, *, projection_seed: int = 0, bat
     normed, mask, valid = normalize_poses(raw, vis, norm=model.normalization)
     with torch_threads(num_threads):
         return reconstruction_errors(model, normed, mask, valid, batch_size=batch_size)
+
+
+# ---------------------------------------------------------------------- the vae_recon scorer and score_fn
+def resolve_vae_config(config: VAEConfig | dict | None = None, *, space: str | None = None,
+                       **config_fields) -> VAEConfig:
+    """A :class:`VAEConfig` from ``config`` (a VAEConfig, a dict of its fields or None), then
+    ``space`` (None: the config's, else "3d") and any VAEConfig field as a keyword; raises
+    ``TypeError("unknown vae_recon option(s): ...")`` for anything else."""
+    d = config.to_dict() if isinstance(config, VAEConfig) else dict(config or {})
+    unknown = (set(d) | set(config_fields)) - set(VAEConfig.__dataclass_fields__)
+    if unknown:
+        raise TypeError(f"unknown vae_recon option(s): {', '.join(sorted(unknown))}")
+    d["space"] = space or d.get("space", "3d")
+    d.update(config_fields)
+    return VAEConfig.from_dict(d)
+
+
+def _scorer_functions(config: VAEConfig, *, batch_size: int) -> dict:
+    return {"errors_fn": partial(score_poses, projection_seed=config.projection_seed, batch_size=batch_size,
+                                 num_threads=config.num_threads),
+            "save_fn": save_vae}
+
+
+def make_vae_scorer(config: VAEConfig | dict | None = None, *, space: str | None = None, progress: bool = False,
+                    out_dir: str | os.PathLike | None = None, batch_size: int = 8192,
+                    **config_fields) -> VAEReconstructionScorer:
+    """An unfitted ``vae_recon`` scorer whose ``fit(reference)`` trains a pose VAE (:func:`train_vae`,
+    saved to ``out_dir`` when given) and whose ``score_samples`` gives its Eq. 2 errors (higher =
+    harder). ``config`` / ``space`` / ``config_fields``: as :func:`resolve_vae_config` (unknown
+    options fail here, before any training); ``config_`` of the fitted scorer is that VAEConfig."""
+    cfg = resolve_vae_config(config, space=space, **config_fields)
+
+    def fit_fn(reference: PoseSet) -> tuple[PoseVAE, dict]:
+        return train_vae(reference, cfg, out_dir=out_dir, progress=progress)
+
+    return VAEReconstructionScorer(fit_fn=fit_fn, config=cfg, space=cfg.space, **_scorer_functions(cfg, batch_size=batch_size))
+
+
+def load_vae_scorer(model_dir: str | os.PathLike, *, batch_size: int = 8192) -> VAEReconstructionScorer:
+    """A fitted ``vae_recon`` scorer from a folder written by ``train_vae(out_dir=...)`` or
+    :func:`save_vae` (``DataError`` when it is not one)."""
+    model, cfg = load_vae(model_dir)
+    return VAEReconstructionScorer(model=model, config=cfg, space=cfg.space, **_scorer_functions(cfg, batch_size=batch_size))
+
+
+def vae_score_fn(config: VAEConfig | dict | None = None, *, space: str | None = None,
+                 progress: bool = False) -> Callable[[PoseSet], np.ndarray]:
+    """``score_fn(poses) -> (N,) float64``: train a pose VAE on ``poses`` themselves and score them
+    (higher = harder), for :func:`posecurator.selection.samplers.resolve_scores` /
+    ``parse_sampler_spec(score_fn=...)``. ``space`` None: "3d" when the poses have 3D, else "2d"
+    (overriding the config's). Cost: ``config.epochs`` passes over the set, about a minute per
+    100k poses on 2 CPU cores with the defaults (bound it with ``max_samples``)."""
+    resolve_vae_config(config)  # fail early on unknown options
+
+    def score_fn(poses: PoseSet) -> np.ndarray:
+        sp = space or ("3d" if poses.joints3d is not None else "2d")
+        return make_vae_scorer(config, space=sp, progress=progress).fit_score(poses)
+
+    return score_fn
 
 
 def _json_safe(obj):
