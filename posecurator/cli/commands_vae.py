@@ -47,6 +47,8 @@ def register(sub, add_parser, commands: dict) -> None:
     s.add_argument("--heldout", help="a second data set scored by the same VAE (never trained on); report in OUT/heldout/")
     s.add_argument("--mapping", help="mapping file for a skeleton posecurator has never seen")
     s.add_argument("--gallery", type=int, default=6, help="easiest / hardest poses drawn (default 6 each)")
+    s.add_argument("--min-keypoints", type=int, default=8,
+                   help="2D only: leave out poses with fewer labelled joints (default 8; 0 keeps all)")
     commands["difficulty"] = cmd_difficulty
 
     s = add_parser(sub, "vae-bench", "The VAE difficulty-sampling experiment on a split: all of the source / a random third / the VAE-hardest "
@@ -106,6 +108,7 @@ def cmd_difficulty(args) -> None:
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr))
     res = run_difficulty(args.dataset, out_dir=args.output, k=args.bins, space=args.space, seed=args.seed,
                          vae_config=options, heldout=args.heldout, mapping=args.mapping, n_gallery=args.gallery,
+                         min_keypoints=args.min_keypoints,
                          progress=not args.quiet, log=log, render=render_difficulty_plots)
     rep = res["report"]
     q = rep["score_quantiles"]

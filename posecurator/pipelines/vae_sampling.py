@@ -418,7 +418,7 @@ def _json_safe(obj):
 
 def run_difficulty(dataset, *, out_dir: str | Path, k: int = DEFAULT_BINS, space: str | None = None, seed: int = 0,
                    vae_config=None, heldout=None, mapping: str | None = None, n_gallery: int = 6,
-                   heatmap_per_bin: int = HEATMAP_PER_BIN, progress: bool = True,
+                   heatmap_per_bin: int = HEATMAP_PER_BIN, min_keypoints: int = 0, progress: bool = True,
                    log: Callable[[str], None] = print, render: Callable[[Path], dict] | None = None) -> dict:
     """``posecurator difficulty``: pose VAE -> scores -> bins -> statistics and plots.
 
@@ -430,6 +430,8 @@ def run_difficulty(dataset, *, out_dir: str | Path, k: int = DEFAULT_BINS, space
     ``out_dir/heldout/``. Writes ``out_dir/vae/`` (the VAE), the files of :func:`bin_report` and
     ``summary.json``; returns the summary. ``render``: draws the PNGs of each report folder (see
     :func:`bin_report`; the CLI passes :func:`posecurator.report.plots.render_difficulty_plots`).
+    ``min_keypoints``: 2D poses with fewer labelled joints are left out (a VAE reconstructs a
+    pose of four labelled joints trivially, so sparse annotations would fill the easy bins).
     """
     from posecurator.train.vae_trainer import VAEConfig, score_poses, train_vae
 
@@ -440,6 +442,17 @@ def run_difficulty(dataset, *, out_dir: str | Path, k: int = DEFAULT_BINS, space
         space = "3d" if poses.joints3d is not None else "2d"
     if space not in ("2d", "3d"):
         raise PoseCuratorError(f"space must be 2d or 3d, got {space!r}")
+    dropped = {}
+    if min_keypoints > 0 and space == "2d":
+        for name, ps in (("dataset", poses), ("heldout", held)):
+            if ps is not None and ps.visibility is not None:
+                keep = (ps.visibility > 0).sum(axis=1) >= min_keypoints
+                dropped[name] = int((~keep).sum())
+                if name == "dataset":
+                    poses = ps.subset(keep)
+                else:
+                    held = ps.subset(keep)
+        log(f"[difficulty] left out poses with fewer than {min_keypoints} labelled joints: {dropped}")
     for name, ps in (("dataset", poses), ("held-out set", held)):
         if ps is None:
             continue
@@ -469,7 +482,7 @@ def run_difficulty(dataset, *, out_dir: str | Path, k: int = DEFAULT_BINS, space
                         render=render)
     final = {key: hist[key][-1] for key in ("train_recon", "train_kl", "val_recon", "val_kl")}
     summary = {"dataset": str(dataset) if not isinstance(dataset, PoseSet) else "<PoseSet>", "space": space, "k": k,
-               "n_poses": len(poses),
+               "n_poses": len(poses), "min_keypoints": min_keypoints, "left_out_sparse": dropped,
                "vae": {"config": cfg.to_dict(), "train_s": vae_s, "final": final, "n_train": hist["n_train"],
                        "n_val": hist["n_val"], "folder": "vae"},
                "report": {key: report[key] for key in ("n_scored", "n_unscored", "score_quantiles", "files")}}
@@ -498,7 +511,7 @@ COCO_HELDOUT = "person_keypoints_val2017_subset2213.json"
 
 
 def run_coco_difficulty(data_root=None, *, out_dir: str | Path, k: int = DEFAULT_BINS, seed: int = 0, vae_config=None,
-                        progress: bool = True, log: Callable[[str], None] = print,
+                        min_keypoints: int = 8, progress: bool = True, log: Callable[[str], None] = print,
                         render: Callable[[Path], dict] | None = None) -> dict:
     """The 2D-only case of the VAE-sampling experiment: a 2D pose VAE trained on the COCO train2017 subset scores
     and bins the held-out val2017 subset (per-bin statistics, Fig. 3(b) heatmap, galleries);
@@ -510,7 +523,8 @@ def run_coco_difficulty(data_root=None, *, out_dir: str | Path, k: int = DEFAULT
         if not (coco / name).is_file():
             raise DataError(coco / name, "COCO keypoint file not found (give the data root)")
     return run_difficulty(coco / COCO_TRAIN, out_dir=out_dir, k=k, space="2d", seed=seed, vae_config=vae_config,
-                          heldout=coco / COCO_HELDOUT, progress=progress, log=log, render=render)
+                          heldout=coco / COCO_HELDOUT, min_keypoints=min_keypoints, progress=progress, log=log,
+                          render=render)
 
 
 # ------------------------------------------------------------------------------ the experiment
