@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+from posecurator.cli.common import add_split_arguments, load_train_config, split_from_args
 from posecurator.errors import DataError, PoseCuratorError
 
 DIFFICULTY_EXAMPLES = """\
@@ -53,16 +54,7 @@ def register(sub, add_parser, commands: dict) -> None:
 
     s = add_parser(sub, "vae-bench", "The VAE difficulty-sampling experiment on a split: all of the source / a random third / the VAE-hardest "
                    "third / VAE curriculum x seeds, with EvalPose and the per-bin accuracy on the target (Fig. 4).", VAE_BENCH_EXAMPLES)
-    s.add_argument("split", help="bandai-to-hdm05 | bandai-to-cmu | hdm05-xsub | hdm05-to-cmu | custom (with --train/--test)")
-    s.add_argument("--data", help="data root (default ../shared/data)")
-    s.add_argument("--train", help="training (source) file/folder")
-    s.add_argument("--test", help="test (target) file/folder")
-    s.add_argument("--mapping", help="mapping file for --train/--test skeletons")
-    s.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    s.add_argument("--settings", nargs="+", default=["gt"], choices=["gt", "noisy"], help="2D settings (default gt)")
-    s.add_argument("--methods", nargs="+", default=["vae_all", "random33", "vae_hard33", "vae_curriculum"])
-    s.add_argument("--preset", default="fast", help="lifter training preset (default fast)")
-    s.add_argument("--config", help="JSON file of TrainConfig fields (overrides --preset)")
+    add_split_arguments(s, default_settings=["gt"], default_methods=["vae_all", "random33", "vae_hard33", "vae_curriculum"])
     s.add_argument("--vae-config", help="JSON file of pose VAE options for the methods' VAE")
     s.add_argument("--bins", type=int, default=25)
     s.add_argument("-o", "--output", default=None, help="output folder (default bench-out/vae-SPLIT)")
@@ -122,23 +114,11 @@ def cmd_difficulty(args) -> None:
 
 
 def cmd_vae_bench(args) -> None:
-    from posecurator.pipelines.splits import custom_split, resolve_split
     from posecurator.pipelines.vae_sampling import run_vae_experiment
     from posecurator.report.plots import render_vae_experiment_plots
-    from posecurator.train.trainer import TrainConfig
 
-    if args.train or args.test or args.split == "custom":
-        if not (args.train and args.test):
-            raise PoseCuratorError("vae-bench: give both --train and --test (or a split name without them)")
-        split = custom_split(args.train, args.test, mapping=args.mapping)
-    else:
-        split = resolve_split(args.split, args.data)
-    config = None
-    if args.config:
-        try:
-            config = TrainConfig.from_dict(_read_json_object(args.config, "training config"))
-        except (TypeError, ValueError) as e:
-            raise DataError(args.config, f"bad training config: {e}") from None
+    split = split_from_args(args, "vae-bench")
+    config = load_train_config(args.config) if args.config else None
     vae_config = _vae_options(args.vae_config) if args.vae_config else None  # overrides of the bench VAE config
     out = Path(args.output or Path("bench-out") / f"vae-{split.name}")
     doc = run_vae_experiment(split, out_dir=out, seeds=args.seeds, settings=args.settings, methods=args.methods,

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from posecurator.cli.common import add_split_arguments, load_train_config, split_from_args
 from posecurator.errors import PoseCuratorError
 
 EPILOG = """\
@@ -80,16 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = _add(sub, "bench", "Run a split of ../shared/BENCHMARK.md (all methods, seeds, GT and noisy 2D) and print its table.",
              "  posecurator bench hdm05-xsub\n  posecurator bench bandai-to-hdm05 --data ../shared/data --seeds 0 1 2\n"
              "  posecurator bench custom --train my_train/ --test my_test/ --mapping rig.yaml\n")
-    s.add_argument("split", help="hdm05-xsub | bandai-to-hdm05 | hdm05-to-cmu | bandai-to-cmu | custom (with --train/--test)")
-    s.add_argument("--data", help="data root (default ../shared/data)")
-    s.add_argument("--train", help="training file/folder (any supported format)")
-    s.add_argument("--test", help="test file/folder")
-    s.add_argument("--mapping", help="mapping file for --train/--test skeletons")
-    s.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    s.add_argument("--settings", nargs="+", default=["gt", "noisy"], choices=["gt", "noisy"])
-    s.add_argument("--methods", nargs="+", default=["baseline"])
-    s.add_argument("--preset", default="fast", help="lifter training preset (default fast: fits the 30-minute budget)")
-    s.add_argument("--config", help="JSON file of TrainConfig fields (overrides --preset)")
+    add_split_arguments(s, default_settings=["gt", "noisy"], default_methods=["baseline"])
     s.add_argument("-o", "--output", default=None, help="output folder (default bench-out/SPLIT)")
 
     s = _add(sub, "demo", "The main job on an embedded default: DeepMimic reference clips shipped in pybullet -> train -> evaluate, then ADD.",
@@ -118,16 +110,6 @@ def _extension_modules():
             if e.name != name:
                 raise
     return mods
-
-
-def _load_config(path):
-    from posecurator.errors import DataError
-    from posecurator.train.trainer import TrainConfig
-
-    try:
-        return TrainConfig.from_json(Path(path).read_text())
-    except (OSError, ValueError, TypeError) as e:
-        raise DataError(path, f"bad training config: {e}") from None
 
 
 def cmd_import(args):
@@ -169,7 +151,7 @@ def cmd_train(args):
     from posecurator.pipelines.splits import load_dataset
     from posecurator.train.trainer import LifterTrainer, TrainConfig
 
-    config = _load_config(args.config) if args.config else TrainConfig.preset(args.preset)
+    config = load_train_config(args.config) if args.config else TrainConfig.preset(args.preset)
     if args.seed is not None:
         config.seed = args.seed
     if args.val_fraction is not None:
@@ -207,17 +189,11 @@ def cmd_evaluate(args):
 
 def cmd_bench(args):
     from posecurator.pipelines.bench import run_bench
-    from posecurator.pipelines.splits import custom_split, resolve_split
 
-    if args.train or args.test or args.split == "custom":
-        if not (args.train and args.test):
-            raise PoseCuratorError("bench: give both --train and --test (or a split name without them)")
-        split = custom_split(args.train, args.test, mapping=args.mapping)
-    else:
-        split = resolve_split(args.split, args.data)
+    split = split_from_args(args, "bench")
     out = Path(args.output or Path("bench-out") / split.name)
     res = run_bench(split, out_dir=out, seeds=args.seeds, settings=args.settings, methods=args.methods,
-                    preset=args.preset, config=_load_config(args.config) if args.config else None, progress=not args.quiet, log=lambda m: print(m, file=sys.stderr))
+                    preset=args.preset, config=load_train_config(args.config) if args.config else None, progress=not args.quiet, log=lambda m: print(m, file=sys.stderr))
     print((out / "table.md").read_text())
     print(f"results: {out / 'results.json'} ({res['wall_time_s']:.0f} s)")
 

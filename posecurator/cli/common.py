@@ -1,0 +1,46 @@
+"""Argument groups and helpers shared by the CLI commands (`bench`, `vae-bench`, `train`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from posecurator.errors import DataError, PoseCuratorError
+
+SPLIT_HELP = "hdm05-xsub | bandai-to-hdm05 | hdm05-to-cmu | bandai-to-cmu | custom (with --train/--test)"
+
+
+def add_split_arguments(s, *, default_settings: list[str], default_methods: list[str], default_preset: str = "fast") -> None:
+    """The arguments every benchmark command takes: a split (or --train/--test), seeds, 2D
+    settings, methods, the lifter's training preset or config, the output folder."""
+    s.add_argument("split", help=SPLIT_HELP)
+    s.add_argument("--data", help="data root (default ../shared/data)")
+    s.add_argument("--train", help="training (source) file/folder, any supported format")
+    s.add_argument("--test", help="test (target) file/folder")
+    s.add_argument("--mapping", help="mapping file for --train/--test skeletons")
+    s.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    s.add_argument("--settings", nargs="+", default=default_settings, choices=["gt", "noisy"],
+                   help=f"2D settings (default {' '.join(default_settings)})")
+    s.add_argument("--methods", nargs="+", default=default_methods)
+    s.add_argument("--preset", default=default_preset, help=f"lifter training preset (default {default_preset})")
+    s.add_argument("--config", help="JSON file of TrainConfig fields (overrides --preset)")
+
+
+def split_from_args(args, command: str):
+    """The Split named on the command line, or a custom one from --train/--test."""
+    from posecurator.pipelines.splits import custom_split, resolve_split
+
+    if args.train or args.test or args.split == "custom":
+        if not (args.train and args.test):
+            raise PoseCuratorError(f"{command}: give both --train and --test (or a split name without them)")
+        return custom_split(args.train, args.test, mapping=args.mapping)
+    return resolve_split(args.split, args.data)
+
+
+def load_train_config(path):
+    """A TrainConfig from a JSON file; a bad file is a one-line DataError naming it."""
+    from posecurator.train.trainer import TrainConfig
+
+    try:
+        return TrainConfig.from_json(Path(path).read_text())
+    except (OSError, ValueError, TypeError) as e:
+        raise DataError(path, f"bad training config: {e}") from None
