@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
              "  posecurator bench custom --train my_train/ --test my_test/ --mapping rig.yaml\n")
     add_split_arguments(s, default_settings=["gt", "noisy"], default_methods=["baseline"])
     s.add_argument("-o", "--output", default=None, help="output folder (default bench-out/SPLIT)")
+    s.add_argument("--table-only", action="store_true", help="train nothing: tabulate the runs already finished in the output folder")
 
     s = _add(sub, "demo", "The main job on an embedded default: DeepMimic reference clips shipped in pybullet -> train -> evaluate, then ADD.",
              "  posecurator demo\n  posecurator demo -o demo-out --preset fast\n")
@@ -192,8 +193,10 @@ def cmd_bench(args):
 
     split = split_from_args(args, "bench")
     out = Path(args.output or Path("bench-out") / split.name)
+    config = load_train_config(args.config) if args.config else None
     res = run_bench(split, out_dir=out, seeds=args.seeds, settings=args.settings, methods=args.methods,
-                    preset=args.preset, config=load_train_config(args.config) if args.config else None, progress=not args.quiet, log=lambda m: print(m, file=sys.stderr))
+                    preset=args.preset, config=config, progress=not args.quiet,
+                    log=lambda m: print(m, file=sys.stderr), table_only=args.table_only)
     print((out / "table.md").read_text())
     print(f"results: {out / 'results.json'} ({res['wall_time_s']:.0f} s)")
 
