@@ -272,6 +272,39 @@ def test_bench_methods_run_and_share(poses, tmp_path):
     assert again["augmented_poses"] == rows["random_subset"]["augmented_poses"]
 
 
+def test_bench_reference_reuses_the_finished_baseline(poses, tmp_path):
+    """The bench's baseline run is the reference lifter (same data, config and validation cut), so
+    the ADD rows reuse it instead of training it again; a baseline of another config is not reused."""
+    import dataclasses
+
+    import torch
+
+    from posecurator.pipelines import add as add_mod
+    from posecurator.pipelines.bench import METHODS, MethodContext, _load_method_modules
+    from posecurator.train.checkpoint import load_tensors
+    from posecurator.train.trainer import TrainConfig
+
+    _load_method_modules()
+    cfg = TrainConfig(**TINY, seed=2)
+
+    def ctx(name, config=cfg):
+        return MethodContext(train=poses, work_dir=tmp_path / "runs" / f"{name}-gt-seed2", seed=2, noise_px=0.0,
+                             config=config, progress=False)
+
+    assert add_mod._Shared(ctx("add"))._finished_baseline() is None  # no baseline yet
+    METHODS["baseline"](ctx("baseline"))
+    shared = add_mod._Shared(ctx("add"))
+    ref_dir, ref_s = shared.reference()
+    assert Path(ref_dir) == tmp_path / "runs" / "baseline-gt-seed2" and ref_s > 0
+    assert not list((tmp_path / "runs").glob("shared-gt-seed2/reference-*"))
+    # trained on its own, the reference is the same lifter, weight for weight
+    add_mod.train_lifter(shared.ctx.train_part, tmp_path / "fresh", cfg, val=shared.ctx.val_part)
+    a, b = load_tensors(Path(ref_dir) / "best.safetensors"), load_tensors(tmp_path / "fresh" / "best.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    other = dataclasses.replace(cfg, lr=cfg.lr / 2)
+    assert add_mod._Shared(ctx("add", other))._finished_baseline() is None
+
+
 # ------------------------------------------------------------------------------------ plots
 def test_generic_plots(poses, tmp_path):
     from posecurator.report.plots import heatmap, per_bin_curve, skeleton_gallery

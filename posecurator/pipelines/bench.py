@@ -38,6 +38,11 @@ class MethodContext:
     progress: bool = True
 
 
+def run_name(method: str, setting: str, seed: int) -> str:
+    """The folder (under ``OUT/runs``) of one method's run for a 2D setting and seed."""
+    return f"{method}-{setting}-seed{seed}"
+
+
 def train_baseline(ctx: MethodContext) -> dict:
     """The baseline: the lifter trained on the original training poses, no augmentation."""
     from posecurator.train.trainer import LifterTrainer
@@ -109,7 +114,7 @@ def run_bench(split: Split, *, out_dir: str | Path, seeds=(0, 1, 2), settings=("
                     continue
                 if table_only:
                     continue
-                work = out_dir / "runs" / f"{method}-{setting}-seed{seed}"
+                work = out_dir / "runs" / run_name(method, setting, seed)
                 run_config = TrainConfig.from_dict(config.to_dict()) if config is not None else TrainConfig.preset(preset)
                 run_config.seed, run_config.noise_px_train = seed, noise
                 ctx = MethodContext(train=train, work_dir=work, seed=seed, noise_px=noise, config=run_config, progress=progress)
