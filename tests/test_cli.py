@@ -74,6 +74,8 @@ def test_bench_custom_runs_the_protocol(tmp_path, capsys, cmu_clip, shared_data)
     res = json.loads((out_dir / "results.json").read_text())
     assert len(res["runs"]) == 2 and res["summary"][0]["n_seeds"] == 2
     assert res["summary"][0]["mpjpe_std"] >= 0
+    # the validation MPJPE each lifter was chosen by is reported beside the test figures
+    assert all(r["val_mpjpe"] > 0 for r in res["runs"]) and res["summary"][0]["val_mpjpe"] > 0
 
 
 def _expect_error(capsys, argv, *needles):

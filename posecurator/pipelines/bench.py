@@ -110,7 +110,7 @@ def run_bench(split: Split, *, out_dir: str | Path, seeds=(0, 1, 2), settings=("
         for seed in seeds:
             for method in methods:
                 if (method, setting, seed) in done:
-                    runs.append(done[(method, setting, seed)])
+                    runs.append(_with_history(done[(method, setting, seed)]))
                     continue
                 if table_only:
                     continue
@@ -121,11 +121,8 @@ def run_bench(split: Split, *, out_dir: str | Path, seeds=(0, 1, 2), settings=("
                 t_run = time.perf_counter()
                 info = METHODS[method](ctx)
                 metrics = evaluate_run(info["run_dir"], test, noise_px=noise, seed=seed)
-                row = {"method": method, "setting": setting, "seed": seed, "config_hash": config_hash, **info, **metrics,
-                       "run_wall_s": time.perf_counter() - t_run}
-                history = _read_history(info["run_dir"])
-                if history:
-                    row["train_poses_per_s"] = history.get("poses_per_s")
+                row = _with_history({"method": method, "setting": setting, "seed": seed, "config_hash": config_hash,
+                                     **info, **metrics, "run_wall_s": time.perf_counter() - t_run})
                 runs.append(row)
                 with done_path.open("a") as f:
                     f.write(json.dumps(row, default=_json_default) + "\n")
@@ -146,6 +143,17 @@ def run_bench(split: Split, *, out_dir: str | Path, seeds=(0, 1, 2), settings=("
     (out_dir / "results.json").write_text(json.dumps(results, indent=1, default=_json_default))
     (out_dir / "table.md").write_text(format_table(results))
     return results
+
+
+def _with_history(row: dict) -> dict:
+    """The row plus what its lifter's history says: training throughput and the best validation
+    MPJPE (mm), the number the lifter was chosen by (validation cut from the training data; the
+    same validation part for every method of a seed), so a table shows what selection saw."""
+    history = _read_history(row["run_dir"]) if row.get("run_dir") else None
+    if history:
+        row.setdefault("train_poses_per_s", history.get("poses_per_s"))
+        row.setdefault("val_mpjpe", history.get("best_val_mpjpe"))
+    return row
 
 
 def _read_history(run_dir) -> dict | None:
@@ -174,7 +182,7 @@ def summarize(runs: list[dict]) -> list[dict]:
     for method, setting in keys:
         rows = [r for r in runs if r["method"] == method and r["setting"] == setting]
         s = {"method": method, "setting": setting, "n_seeds": len(rows)}
-        for k in METRIC_KEYS + ("train_time_s", "train_poses", "train_poses_per_s", "data_amount", "gen_time_s"):
+        for k in METRIC_KEYS + ("val_mpjpe", "train_time_s", "train_poses", "train_poses_per_s", "data_amount", "gen_time_s"):
             vals = np.array([r[k] for r in rows if r.get(k) is not None], dtype=np.float64)
             if len(vals):
                 s[k] = float(vals.mean())
@@ -190,13 +198,14 @@ def format_table(results: dict) -> str:
         f"({results['test']['poses']} poses x 4 cameras). Preset `{results['preset']}`, seeds {results['seeds']}; "
         "mean ± std over seeds.",
         "",
-        "| method | 2D | MPJPE (mm) | PA-MPJPE (mm) | PCK3D@150 (%) | AUC (%) | train poses | data (x orig.) | generation (s) | train time (s) | poses/s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| method | 2D | MPJPE (mm) | PA-MPJPE (mm) | PCK3D@150 (%) | AUC (%) | val. MPJPE (mm) | train poses | data (x orig.) "
+        "| generation (s) | train time (s) | poses/s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in results["summary"]:
         pm = lambda k, scale=1.0, nd=1: f"{s[k] * scale:.{nd}f} ± {s[k + '_std'] * scale:.{nd}f}" if k in s else "-"  # noqa: E731
         lines.append(
-            f"| {s['method']} | {s['setting']} | {pm('mpjpe')} | {pm('pa_mpjpe')} | {pm('pck3d', 100)} | {pm('auc', 100)} "
+            f"| {s['method']} | {s['setting']} | {pm('mpjpe')} | {pm('pa_mpjpe')} | {pm('pck3d', 100)} | {pm('auc', 100)} | {pm('val_mpjpe')} "
             f"| {int(s.get('train_poses', 0))} | {s.get('data_amount', 1.0):.2f} | {s.get('gen_time_s', 0):.1f} "
             f"| {s.get('train_time_s', 0):.0f} | {s.get('train_poses_per_s') or 0:.0f} |"
         )
