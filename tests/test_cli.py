@@ -78,6 +78,24 @@ def test_bench_custom_runs_the_protocol(tmp_path, capsys, cmu_clip, shared_data)
     assert all(r["val_mpjpe"] > 0 for r in res["runs"]) and res["summary"][0]["val_mpjpe"] > 0
 
 
+def test_bench_jobs_give_the_sequential_numbers(tmp_path, capsys, cmu_clip, shared_data):
+    """--jobs runs (setting, seed) pairs in worker processes; the table is the sequential one."""
+    cfg = tmp_path / "tiny.json"
+    cfg.write_text(json.dumps(TINY))
+    base = ["bench", "custom", "--train", cmu_clip / "01_01.amc", "--test", cmu_clip / "11_01.amc", "--seeds", "0", "1",
+            "--settings", "gt", "--config", cfg, "--quiet"]
+    results = {}
+    for jobs in ("1", "2"):
+        code, out, err = run_cli(capsys, *base, "--jobs", jobs, "-o", tmp_path / f"jobs{jobs}")
+        assert code == 0, err
+        assert "| baseline | gt |" in out
+        runs = json.loads((tmp_path / f"jobs{jobs}" / "results.json").read_text())["runs"]
+        results[jobs] = {r["seed"]: (r["mpjpe"], r["pa_mpjpe"]) for r in runs}
+    assert results["1"] == results["2"] and sorted(results["2"]) == [0, 1]
+    code, out, err = run_cli(capsys, *base, "--jobs", "0")
+    assert code == 2 and "--jobs" in err
+
+
 def _expect_error(capsys, argv, *needles):
     code, out, err = run_cli(capsys, *argv)
     assert code == 2

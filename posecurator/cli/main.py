@@ -80,10 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = _add(sub, "bench", "Run a split of ../shared/BENCHMARK.md (all methods, seeds, GT and noisy 2D) and print its table.",
              "  posecurator bench hdm05-xsub\n  posecurator bench bandai-to-hdm05 --data ../shared/data --seeds 0 1 2\n"
-             "  posecurator bench custom --train my_train/ --test my_test/ --mapping rig.yaml\n")
+             "  posecurator bench custom --train my_train/ --test my_test/ --mapping rig.yaml\n"
+             "  posecurator bench hdm05-to-cmu --jobs 2 --methods baseline full_aug random_subset quality_only scale_only add add_optuna\n")
     add_split_arguments(s, default_settings=["gt", "noisy"], default_methods=["baseline"])
     s.add_argument("-o", "--output", default=None, help="output folder (default bench-out/SPLIT)")
     s.add_argument("--table-only", action="store_true", help="train nothing: tabulate the runs already finished in the output folder")
+    s.add_argument("--jobs", type=int, default=1,
+                   help="processes running (setting, seed) pairs side by side (each trains on one CPU thread; "
+                        "default 1). The results do not depend on it")
 
     s = _add(sub, "demo", "The main job on an embedded default: DeepMimic reference clips shipped in pybullet -> train -> evaluate, then ADD.",
              "  posecurator demo\n  posecurator demo -o demo-out --preset fast\n")
@@ -189,14 +193,18 @@ def cmd_evaluate(args):
 
 
 def cmd_bench(args):
-    from posecurator.pipelines.bench import run_bench
+    from posecurator.pipelines.bench import run_bench, run_bench_parallel
 
     split = split_from_args(args, "bench")
     out = Path(args.output or Path("bench-out") / split.name)
     config = load_train_config(args.config) if args.config else None
-    res = run_bench(split, out_dir=out, seeds=args.seeds, settings=args.settings, methods=args.methods,
-                    preset=args.preset, config=config, progress=not args.quiet,
-                    log=lambda m: print(m, file=sys.stderr), table_only=args.table_only)
+    if args.jobs < 1:
+        raise PoseCuratorError(f"--jobs must be >= 1, got {args.jobs}")
+    kwargs = dict(out_dir=out, seeds=args.seeds, settings=args.settings, methods=args.methods, preset=args.preset,
+                  config=config, log=lambda m: print(m, file=sys.stderr))
+    if args.jobs > 1 and not args.table_only:
+        run_bench_parallel(split, jobs=args.jobs, **kwargs)
+    res = run_bench(split, progress=not args.quiet, table_only=args.table_only or args.jobs > 1, **kwargs)
     print((out / "table.md").read_text())
     print(f"results: {out / 'results.json'} ({res['wall_time_s']:.0f} s)")
 

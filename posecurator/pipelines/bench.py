@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,6 +144,37 @@ def run_bench(split: Split, *, out_dir: str | Path, seeds=(0, 1, 2), settings=("
     (out_dir / "results.json").write_text(json.dumps(results, indent=1, default=_json_default))
     (out_dir / "table.md").write_text(format_table(results))
     return results
+
+
+def run_bench_parallel(split: Split, *, jobs: int, out_dir: str | Path, seeds=(0, 1, 2), settings=("gt", "noisy"),
+                       methods=("baseline",), preset: str = "fast", config: TrainConfig | None = None, log=print) -> None:
+    """Run the (setting, seed) pairs of a bench in ``jobs`` worker processes side by side.
+
+    The parts are imported into the cache first (once, in this process); each worker then runs
+    :func:`run_bench` for one (setting, seed) into the same ``out_dir``, appending its finished
+    runs to ``runs.jsonl`` (one short line per run). Every method of a pair runs in one worker,
+    so what the ADD rows share per (setting, seed) is never built twice at once. The numbers are
+    those of a sequential bench: a run depends on its method, setting and seed only. Afterwards
+    tabulate with ``run_bench(..., table_only=True)``.
+    """
+    import multiprocessing as mp
+
+    run_bench(split, out_dir=out_dir, seeds=seeds, settings=settings, methods=methods, preset=preset, config=config,
+              progress=False, log=log, table_only=True)  # import (and check methods) before the workers start
+    pairs = [(setting, seed) for seed in seeds for setting in settings]
+    common = dict(out_dir=out_dir, methods=tuple(methods), preset=preset, config=config)
+    ctx = mp.get_context("spawn")  # fresh interpreters: no torch thread pools or open files shared by fork
+    with ctx.Pool(processes=min(int(jobs), len(pairs)), maxtasksperchild=1) as pool:
+        for setting, seed, wall in pool.imap_unordered(_bench_pair, [(split, s, seed, common) for s, seed in pairs]):
+            log(f"[bench] {setting} seed {seed}: every method finished ({wall:.0f} s)")
+
+
+def _bench_pair(task) -> tuple[str, int, float]:
+    split, setting, seed, common = task
+    t0 = time.perf_counter()
+    run_bench(split, seeds=(seed,), settings=(setting,), progress=False, **common,
+              log=lambda m: print(m, file=sys.stderr, flush=True))
+    return setting, seed, time.perf_counter() - t0
 
 
 def _with_history(row: dict) -> dict:
