@@ -242,7 +242,7 @@ def test_bench_methods_run_and_share(poses, tmp_path):
     from posecurator.train.trainer import TrainConfig
 
     _load_method_modules()
-    names = ("full_aug", "random_subset", "quality_only", "scale_only", "add", "add_optuna")
+    names = ("full_aug", "random_subset", "quality_only", "scale_only", "add", "add_scratch", "add_optuna")
     assert set(names) <= set(METHODS)
     old = add_mod.BENCH_CONFIG
     add_mod.BENCH_CONFIG = old.replace(n_trials=2, search_epochs=0.5, full_multiple=2.0)
@@ -267,6 +267,12 @@ def test_bench_methods_run_and_share(poses, tmp_path):
     assert rows["random_subset"]["augmented_poses"] == rows["add"]["augmented_poses"] == rows["scale_only"]["augmented_poses"]
     assert rows["quality_only"]["augmented_poses"] == round(0.8 * rows["full_aug"]["augmented_poses"])
     assert rows["add"]["train_time_s"] > rows["add"]["reference_time_s"] > 0
+    # add_scratch distils the same set as add and only trains the final lifter differently
+    assert rows["add_scratch"]["augmented_poses"] == rows["add"]["augmented_poses"]
+    assert (rows["add"]["retrain"], rows["add_scratch"]["retrain"]) == ("finetune", "scratch")
+    add_cfg = json.loads((Path(rows["add"]["run_dir"]) / "config.json").read_text())["train"]
+    scratch_cfg = json.loads((Path(rows["add_scratch"]["run_dir"]) / "config.json").read_text())["train"]
+    assert scratch_cfg["epochs"] == TINY["epochs"] > add_cfg["epochs"]  # fine-tuning runs finetune_epochs of it
     shared = tmp_path / "runs" / "shared-noisy-seed1"
     assert len(list(shared.glob("reference-*"))) == 1 and len(list(shared.glob("full-aug-*.pcs"))) == 1
     assert again["augmented_poses"] == rows["random_subset"]["augmented_poses"]
