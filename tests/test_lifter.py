@@ -14,12 +14,13 @@ from posecurator.errors import DataError, PoseCuratorError
 from posecurator.models import SimpleBaselineLifter
 from posecurator.poseset import PoseSet
 from posecurator.skeleton import H36M17
+from posecurator.skeleton.layouts import get_layout
 from posecurator.train import checkpoint as ckpt
 from posecurator.train import pairs as pairs_mod
 from posecurator.train import trainer as trainer_mod
 from posecurator.train.evaluate import evaluate_model, evaluate_run, predict
 from posecurator.train.pairs import evaluation_pairs, evaluation_pairs_reference, make_pairs, sample_training_pairs
-from posecurator.train.trainer import LifterTrainer, TrainConfig, split_by_clip
+from posecurator.train.trainer import _SPLIT_STREAM, LifterTrainer, TrainConfig, clip_mean_poses, split_by_clip
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 HDM05 = DATA / "hdm05" / "amc"
@@ -160,6 +161,59 @@ def test_split_by_clip_keeps_clips_whole(train_set):
     tr2, va2 = split_by_clip(train_set, val_fraction=0.2, seed=0)
     assert np.array_equal(va.sample_id, va2.sample_id)
     assert split_by_clip(train_set, val_fraction=0.0, seed=0)[1] is None
+
+
+
+def _activity(clip: str) -> str:
+    return clip.split("/")[-1].split("_")[2]  # HDM_bd_squat1Reps_001_120 -> squat1Reps
+
+
+def test_neighbourhood_cut_holds_out_a_region_of_pose_space(train_set):
+    """The "neighbourhood" cut holds out clips near one seeded clip in mean pose: with three
+    activities it holds out one activity whole (no labels used), where the random cut mixes them."""
+    for seed in range(6):
+        tr, va = split_by_clip(train_set, val_fraction=0.2, seed=seed, cut="neighbourhood")
+        assert len(tr) + len(va) == len(train_set) and not set(tr.clip) & set(va.clip)
+        assert 0.1 < len(va) / len(train_set) < 0.4
+        assert len({_activity(c) for c in va.clip}) == 1, seed
+        # nearest first: every held-out clip is nearer the seed clip than every kept clip
+        names, inverse = np.unique(train_set.clip, return_inverse=True)
+        means = clip_mean_poses(train_set, inverse.reshape(-1), len(names))
+        first = np.random.default_rng([seed, _SPLIT_STREAM]).permutation(len(names))[0]
+        dist = np.linalg.norm(means - means[first], axis=1)
+        held = np.isin(names, np.unique(va.clip))
+        assert held[first] and dist[held].max() <= dist[~held].min()
+    mixed = [len({_activity(c) for c in split_by_clip(train_set, val_fraction=0.2, seed=s)[1].clip}) for s in range(6)]
+    assert max(mixed) > 1
+    with pytest.raises(PoseCuratorError, match="unknown validation cut"):
+        split_by_clip(train_set, val_fraction=0.2, seed=0, cut="activity")
+
+
+def test_clip_mean_poses_match_a_per_clip_loop(train_set):
+    names, inverse = np.unique(train_set.clip, return_inverse=True)
+    fast = clip_mean_poses(train_set, inverse.reshape(-1), len(names))
+    layout = get_layout(train_set.layout)
+    rh, lh = layout.joints.index("right_hip"), layout.joints.index("left_hip")
+    for k, name in enumerate(names):  # plain reference: one clip, one pose at a time
+        rows = []
+        for pose in np.asarray(train_set.joints3d[train_set.clip == name], dtype=np.float64):
+            x = pose - pose[0]
+            yaw = np.arctan2(x[rh, 1] - x[lh, 1], x[rh, 0] - x[lh, 0])
+            rot = np.array([[np.cos(yaw), np.sin(yaw), 0.0], [-np.sin(yaw), np.cos(yaw), 0.0], [0.0, 0.0, 1.0]])
+            turned = x @ rot.T
+            assert abs(turned[rh, 1] - turned[lh, 1]) < 1e-6  # the hips lie along X
+            rows.append(turned.reshape(-1))
+        np.testing.assert_allclose(fast[k], np.mean(rows, axis=0), atol=1e-6)
+
+
+def test_val_cut_config_keeps_old_configs_unchanged():
+    """val_cut came later: at its default it is left out of the config dict, so the hashes and
+    resume checks of runs trained before it stay valid; set, it round-trips."""
+    assert "val_cut" not in TrainConfig.preset("fast").to_dict()
+    cfg = TrainConfig.preset("fast", val_cut="neighbourhood")
+    assert TrainConfig.from_dict(cfg.to_dict()).val_cut == "neighbourhood"
+    with pytest.raises(ValueError, match="val_cut"):
+        TrainConfig(val_cut="subject")
 
 
 # ---------------------------------------------------------------------------------- trainer

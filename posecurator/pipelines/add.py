@@ -245,7 +245,7 @@ def split_validation(train: PoseSet, train_cfg: TrainConfig) -> tuple[PoseSet, P
     if train.layout != "h36m17":
         raise DataError(None, f"ADD works on h36m17 poses, the training set is {train.layout}")
     train.check_finite()
-    return split_by_clip(train, val_fraction=train_cfg.val_fraction, seed=train_cfg.seed)
+    return split_by_clip(train, val_fraction=train_cfg.val_fraction, seed=train_cfg.seed, cut=train_cfg.val_cut)
 
 
 def with_augmentation(train_part: PoseSet, augmented: PoseSet | None) -> PoseSet:

@@ -34,6 +34,7 @@ from posecurator.camera import RandomCameraSampler
 from posecurator.errors import DataError, PoseCuratorError
 from posecurator.metrics import mpjpe, mpjpe_torch
 from posecurator.poseset import PoseSet
+from posecurator.skeleton.layouts import LAYOUTS, get_layout
 from posecurator.train import checkpoint as ckpt
 from posecurator.train.evaluate import predict
 from posecurator.train.pairs import root_joint_of, sample_training_pairs
@@ -61,7 +62,8 @@ class TrainConfig:
     Data: every epoch each training pose is seen through ``n_views`` fresh random cameras
     (ranges: ``camera``, keyword arguments of :class:`RandomCameraSampler`, None = its defaults),
     with ``noise_px_train`` px of Gaussian 2D noise (0 = exact projections). Validation:
-    ``val_fraction`` of the training poses, whole clips, each seen through ``val_views`` fixed
+    ``val_fraction`` of the training poses, whole clips chosen as ``val_cut`` says ("clip": at random,
+    "neighbourhood": a region of pose space; :func:`split_by_clip`), each seen through ``val_views`` fixed
     random cameras, with the same 2D noise as training (seeded, fixed). ``seed`` seeds everything. ``num_threads`` (None = leave torch's setting).
     """
 
@@ -79,6 +81,7 @@ class TrainConfig:
     max_epoch_pairs: int | None = 20_000
     n_views: int = 1
     val_fraction: float = 0.1
+    val_cut: str = "clip"
     val_views: int = 2
     max_val_pairs: int | None = None
     camera: dict | None = None
@@ -97,6 +100,8 @@ class TrainConfig:
             raise ValueError("epochs, n_views and val_views must be >= 1")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.val_cut not in VAL_CUTS:
+            raise ValueError(f"val_cut must be one of {', '.join(VAL_CUTS)}, got {self.val_cut!r}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError("max_steps must be >= 1 or None")
         if self.max_epoch_pairs is not None and self.max_epoch_pairs < self.batch_size:
@@ -110,7 +115,13 @@ class TrainConfig:
         return cls(**{**PRESETS[name], "preset_name": name, **overrides})
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        # fields added later are left out at their default, so the config (and every hash and
+        # resume check made from it) of a run trained before they existed stays the same
+        for name, default in _LATER_FIELDS.items():
+            if d.get(name) == default:
+                d.pop(name)
+        return d
 
     def to_json(self, path: str | Path | None = None) -> str:
         """The config as JSON text; also written to ``path`` when given."""
@@ -169,13 +180,30 @@ PRESETS: dict[str, dict] = {
 
 
 # ------------------------------------------------------------------------------- data split
-def split_by_clip(poses: PoseSet, *, val_fraction: float, seed: int) -> tuple[PoseSet, PoseSet | None]:
-    """Cut whole clips (in seeded random order) until about ``val_fraction`` of the poses are in
-    the validation part. Returns (train part, validation part or None when val_fraction is 0).
+VAL_CUTS = ("clip", "neighbourhood")
+_LATER_FIELDS = {"val_cut": "clip"}  # field -> default, see TrainConfig.to_dict
+
+
+def split_by_clip(poses: PoseSet, *, val_fraction: float, seed: int, cut: str = "clip") -> tuple[PoseSet, PoseSet | None]:
+    """Cut whole clips until about ``val_fraction`` of the poses are in the validation part.
+    Returns (train part, validation part or None when val_fraction is 0).
+
+    ``cut`` says which clips:
+
+    ========================  =====================================================================
+    ``"clip"`` (default)      clips in seeded random order: the validation part looks like the
+                              training part (same activities), so it measures in-distribution error
+    ``"neighbourhood"``       a seeded random clip and then the clips whose mean pose is nearest to
+                              it: the validation part is a region of pose space (for example every
+                              squat) that the training part then lacks, so it carries a shift like a
+                              new activity does, without needing activity labels
+    ========================  =====================================================================
 
     With a single clip there is nothing to cut by clip; the last ``val_fraction`` of its frames
     become the validation part (with a warning: neighbouring frames at the cut leak a little).
     """
+    if cut not in VAL_CUTS:
+        raise PoseCuratorError(f"unknown validation cut {cut!r}; known: {', '.join(VAL_CUTS)}")
     if val_fraction <= 0:
         return poses, None
     n = len(poses)
@@ -191,11 +219,38 @@ def split_by_clip(poses: PoseSet, *, val_fraction: float, seed: int) -> tuple[Po
         rng = np.random.default_rng([seed, _SPLIT_STREAM])
         sizes = np.bincount(inverse, minlength=len(names))
         order = rng.permutation(len(names))
+        if cut == "neighbourhood":
+            means = clip_mean_poses(poses, inverse, len(names))
+            dist = np.linalg.norm(means - means[order[0]], axis=1)
+            order = np.lexsort((np.argsort(order), dist))  # nearest first; ties in the seeded order
         cum = np.cumsum(sizes[order])
         n_clips = int(np.searchsorted(cum, val_fraction * n) + 1)  # first count reaching the fraction
         n_clips = min(max(n_clips, 1), len(names) - 1)
         is_val = np.isin(inverse, order[:n_clips])
     return poses.subset(~is_val), poses.subset(is_val)
+
+
+def clip_mean_poses(poses: PoseSet, inverse: np.ndarray, n_clips: int) -> np.ndarray:
+    """(n_clips, 3J) mean pose of each clip (``inverse``: clip index of each pose), root-relative
+    and, where the layout names both hips, turned about the vertical so the hips face one way
+    (the way a person faces says nothing about what they do)."""
+    x = np.asarray(poses.joints3d, dtype=np.float64)
+    layout = get_layout(poses.layout) if poses.layout in LAYOUTS else None
+    if layout is not None and len(layout.joints) == x.shape[1]:
+        root = layout.parents.index(-1)
+        hips = [layout.joints.index(h) if h in layout.joints else None for h in ("right_hip", "left_hip")]
+    else:
+        root, hips = 0, [None, None]
+    x = x - x[:, root:root + 1]
+    if None not in hips:
+        hip = x[:, hips[0]] - x[:, hips[1]]
+        yaw = np.arctan2(hip[:, 1], hip[:, 0])  # turn by -yaw: the right hip points along +X (Z up)
+        c, s = np.cos(yaw)[:, None], np.sin(yaw)[:, None]
+        x = np.stack([c * x[..., 0] + s * x[..., 1], -s * x[..., 0] + c * x[..., 1], x[..., 2]], axis=-1)
+    flat = x.reshape(len(x), -1)
+    counts = np.bincount(inverse, minlength=n_clips).astype(np.float64)
+    sums = np.stack([np.bincount(inverse, weights=flat[:, d], minlength=n_clips) for d in range(flat.shape[1])], axis=1)
+    return sums / np.maximum(counts, 1.0)[:, None]
 
 
 def data_fingerprint(poses: PoseSet) -> str:
@@ -264,7 +319,7 @@ class LifterTrainer:
         cfg = self.config
         device = torch.device(cfg.device)
         if val is None:
-            train_part, val_part = split_by_clip(train, val_fraction=cfg.val_fraction, seed=cfg.seed)
+            train_part, val_part = split_by_clip(train, val_fraction=cfg.val_fraction, seed=cfg.seed, cut=cfg.val_cut)
         else:
             train_part, val_part = train, val
         if len(train_part) < 2:
