@@ -107,6 +107,13 @@ def test_add_config_json_roundtrip_and_errors(tmp_path):
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(DataError, match="bad.json"):
         ADDConfig.load(tmp_path / "bad.json")
+    # --val-cut reaches the lifter config, whose validation part the searches judge by
+    import argparse
+
+    from posecurator.cli.commands_add import _add_config
+
+    shifted = _add_config(argparse.Namespace(config=str(path), val_cut="neighbourhood", seed=5))
+    assert shifted.train_config().val_cut == "neighbourhood" and shifted.lifter["width"] == 64 and shifted.seed == 5
 
 
 def test_renumber_children_keeps_lineage():

@@ -53,6 +53,11 @@ def test_import_info_export_train_evaluate(tmp_path, capsys, cmu_clip):
     code, out, err = run_cli(capsys, "train", ds, "-o", run, "--config", cfg, "--seed", "3", "--quiet")
     assert code == 0, err
     assert (run / "best.safetensors").is_file() and (run / "config.json").is_file()
+    assert "val_cut" not in json.loads((run / "config.json").read_text())["train"]
+    code, out, err = run_cli(capsys, "train", ds, "-o", tmp_path / "run-nb", "--config", cfg, "--val-cut", "neighbourhood",
+                             "--quiet")
+    assert code == 0, err
+    assert json.loads((tmp_path / "run-nb" / "config.json").read_text())["train"]["val_cut"] == "neighbourhood"
 
     code, out, err = run_cli(capsys, "evaluate", run, ds, "--noise", "5", "--json")
     assert code == 0, err
@@ -144,6 +149,13 @@ def test_bad_input_one_line_errors_and_nothing_written(tmp_path, capsys, shared_
     nan_file.write_text("\n".join(lines) + "\n")
     _expect_error(capsys, ["import", nan_file, "-o", out, "--quiet"], "nan.bvh")
     assert not out.exists()
+
+
+def test_cli_val_cuts_are_the_trainers():
+    from posecurator.cli.main import VAL_CUTS
+    from posecurator.train import trainer
+
+    assert VAL_CUTS == trainer.VAL_CUTS
 
 
 def test_help_has_examples(capsys):

@@ -17,6 +17,7 @@ def register(sub, add_parser, commands: dict) -> None:
                    "  posecurator add hdm05_train.pcs -o runs/add\n"
                    "  posecurator add hdm05_train.pcs -o runs/add --multiplier 1.6 --keep 0.8 --seed 1\n"
                    "  posecurator add hdm05_train.pcs -o runs/add-bayes --search bayes --n-trials 10\n"
+                   "  posecurator add hdm05_train.pcs -o runs/add-shift --search bayes --val-cut neighbourhood\n"
                    "  posecurator add ../shared/data/hdm05 -o runs/add --config add.json   # add.json: ADDConfig fields\n"
                    "  posecurator evaluate runs/add test.pcs --json                        # the final lifter\n"
                    "writes RUN_DIR/distilled.pcs, lifter/ (also RUN_DIR itself is evaluable), reference/,\n"
@@ -34,6 +35,9 @@ def register(sub, add_parser, commands: dict) -> None:
     s.add_argument("--retrain", choices=["finetune", "scratch"], help="final lifter: fine-tune the reference (default) or from scratch")
     s.add_argument("--preset", help="lifter training preset: fast | default | large (default fast)")
     s.add_argument("--noise-px", type=float, help="2D noise (px) while training and scoring (default 0)")
+    s.add_argument("--val-cut", choices=["clip", "neighbourhood"],
+                   help="which training clips form the validation part the searches judge by: random clips (clip, "
+                        "default) or the clips nearest one seeded clip in mean pose (neighbourhood: carries a shift)")
     commands["add"] = cmd_add
 
     s = add_parser(sub, "augment", "Evolutionary augmentation only (TAG-Net operators + the learned plausibility prior).",
@@ -79,6 +83,8 @@ def _add_config(args):
         value = getattr(args, arg, None)
         if value is not None:
             changes[key] = value
+    if getattr(args, "val_cut", None) is not None:
+        changes["lifter"] = {**config.lifter, "val_cut": args.val_cut}
     return config.replace(**changes) if changes else config
 
 

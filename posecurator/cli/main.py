@@ -10,6 +10,9 @@ from pathlib import Path
 from posecurator.cli.common import add_split_arguments, load_train_config, split_from_args
 from posecurator.errors import PoseCuratorError
 
+# = posecurator.train.trainer.VAL_CUTS (not imported here: it would load torch for --help; a test keeps them equal)
+VAL_CUTS = ("clip", "neighbourhood")
+
 EPILOG = """\
 examples:
   posecurator demo                                   # import -> train -> evaluate on clips shipped with pybullet
@@ -59,13 +62,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = _add(sub, "train", "Train the 2D-to-3D lifter (validation split cut from the training data; resumable).",
              "  posecurator train hdm05.pcs -o runs/base\n  posecurator train hdm05.pcs -o runs/big --preset large --seed 1\n"
-             "  posecurator train bandai.pcs -o runs/hard --sampler hard:0.33\n")
+             "  posecurator train bandai.pcs -o runs/hard --sampler hard:0.33\n"
+             "  posecurator train hdm05.pcs -o runs/shifted-val --val-cut neighbourhood\n")
     s.add_argument("dataset", help="dataset folder (or any importable file/folder)")
     s.add_argument("-o", "--output", required=True, help="run folder (re-running resumes from its last checkpoint)")
     s.add_argument("--config", help="JSON file of TrainConfig fields")
     s.add_argument("--preset", default="default", help="fast | default | large (default: default)")
     s.add_argument("--seed", type=int, default=None)
     s.add_argument("--val-fraction", type=float, default=None, help="fraction of clips held out for validation")
+    s.add_argument("--val-cut", choices=VAL_CUTS, default=None,
+                   help="which clips the validation part holds: clip = random clips (default), neighbourhood = the clips "
+                        "nearest one seeded clip in mean pose, a held-out region of pose space that carries a shift")
     s.add_argument("--noise-px", type=float, default=None, help="Gaussian 2D noise (px) added while training")
     s.add_argument("--sampler", default=None, help="hard:FRACTION | curriculum[:SCHEDULE] | random:FRACTION")
     s.add_argument("--scores", default=None, help="difficulty scores from `posecurator difficulty` for --sampler")
@@ -88,6 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--jobs", type=int, default=1,
                    help="processes running (setting, seed) pairs side by side (each trains on one CPU thread; "
                         "default 1). The results do not depend on it")
+    s.add_argument("--val-cut", choices=VAL_CUTS, default=None,
+                   help="which clips the validation part holds: clip = random clips (default), neighbourhood = the clips "
+                        "nearest one seeded clip in mean pose, a held-out region of pose space that carries a shift"
+                        "; every method's validation part (best epoch, ADD searches)")
 
     s = _add(sub, "demo", "The main job on an embedded default: DeepMimic reference clips shipped in pybullet -> train -> evaluate, then ADD.",
              "  posecurator demo\n  posecurator demo -o demo-out --preset fast\n")
@@ -161,6 +172,8 @@ def cmd_train(args):
         config.seed = args.seed
     if args.val_fraction is not None:
         config.val_fraction = args.val_fraction
+    if args.val_cut is not None:
+        config.val_cut = args.val_cut
     if args.noise_px is not None:
         config.noise_px_train = args.noise_px
     sampler = None
@@ -198,6 +211,11 @@ def cmd_bench(args):
     split = split_from_args(args, "bench")
     out = Path(args.output or Path("bench-out") / split.name)
     config = load_train_config(args.config) if args.config else None
+    if args.val_cut is not None:
+        from posecurator.train.trainer import TrainConfig
+
+        config = config or TrainConfig.preset(args.preset)
+        config.val_cut = args.val_cut
     if args.jobs < 1:
         raise PoseCuratorError(f"--jobs must be >= 1, got {args.jobs}")
     kwargs = dict(out_dir=out, seeds=args.seeds, settings=args.settings, methods=args.methods, preset=args.preset,
