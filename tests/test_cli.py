@@ -152,7 +152,7 @@ def test_bad_input_one_line_errors_and_nothing_written(tmp_path, capsys, shared_
 
 
 def test_cli_val_cuts_are_the_trainers():
-    from posecurator.cli.main import VAL_CUTS
+    from posecurator.cli.common import VAL_CUTS
     from posecurator.train import trainer
 
     assert VAL_CUTS == trainer.VAL_CUTS

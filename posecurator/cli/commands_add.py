@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+from posecurator.cli.common import add_val_cut_argument
 from posecurator.errors import DataError, PoseCuratorError
 
 SCORER_NAMES = ("density", "lifter_error", "vae_recon")
@@ -35,9 +36,7 @@ def register(sub, add_parser, commands: dict) -> None:
     s.add_argument("--retrain", choices=["finetune", "scratch"], help="final lifter: fine-tune the reference (default) or from scratch")
     s.add_argument("--preset", help="lifter training preset: fast | default | large (default fast)")
     s.add_argument("--noise-px", type=float, help="2D noise (px) while training and scoring (default 0)")
-    s.add_argument("--val-cut", choices=["clip", "neighbourhood"],
-                   help="which training clips form the validation part the searches judge by: random clips (clip, "
-                        "default) or the clips nearest one seeded clip in mean pose (neighbourhood: carries a shift)")
+    add_val_cut_argument(s, judged="the searches and the best epoch")
     commands["add"] = cmd_add
 
     s = add_parser(sub, "augment", "Evolutionary augmentation only (TAG-Net operators + the learned plausibility prior).",

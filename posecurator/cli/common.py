@@ -6,6 +6,17 @@ from pathlib import Path
 
 from posecurator.errors import DataError, PoseCuratorError
 
+# = posecurator.train.trainer.VAL_CUTS (not imported here: it would load torch for --help; a test keeps them equal)
+VAL_CUTS = ("clip", "neighbourhood")
+
+
+def add_val_cut_argument(s, *, judged: str = "the best epoch") -> None:
+    """``--val-cut``: which training clips form the validation part (TrainConfig.val_cut)."""
+    s.add_argument("--val-cut", choices=VAL_CUTS, default=None,
+                   help="which clips the validation part holds: clip = random clips (default), neighbourhood = the "
+                        "clips nearest one seeded clip in mean pose, a held-out region of pose space that carries a "
+                        f"shift. It judges {judged}")
+
 SPLIT_HELP = "hdm05-xsub | bandai-to-hdm05 | hdm05-to-cmu | bandai-to-cmu | custom (with --train/--test)"
 
 

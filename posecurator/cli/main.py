@@ -7,11 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from posecurator.cli.common import add_split_arguments, load_train_config, split_from_args
+from posecurator.cli.common import add_split_arguments, add_val_cut_argument, load_train_config, split_from_args
 from posecurator.errors import PoseCuratorError
-
-# = posecurator.train.trainer.VAL_CUTS (not imported here: it would load torch for --help; a test keeps them equal)
-VAL_CUTS = ("clip", "neighbourhood")
 
 EPILOG = """\
 examples:
@@ -70,9 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--preset", default="default", help="fast | default | large (default: default)")
     s.add_argument("--seed", type=int, default=None)
     s.add_argument("--val-fraction", type=float, default=None, help="fraction of clips held out for validation")
-    s.add_argument("--val-cut", choices=VAL_CUTS, default=None,
-                   help="which clips the validation part holds: clip = random clips (default), neighbourhood = the clips "
-                        "nearest one seeded clip in mean pose, a held-out region of pose space that carries a shift")
+    add_val_cut_argument(s)
     s.add_argument("--noise-px", type=float, default=None, help="Gaussian 2D noise (px) added while training")
     s.add_argument("--sampler", default=None, help="hard:FRACTION | curriculum[:SCHEDULE] | random:FRACTION")
     s.add_argument("--scores", default=None, help="difficulty scores from `posecurator difficulty` for --sampler")
@@ -95,10 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--jobs", type=int, default=1,
                    help="processes running (setting, seed) pairs side by side (each trains on one CPU thread; "
                         "default 1). The results do not depend on it")
-    s.add_argument("--val-cut", choices=VAL_CUTS, default=None,
-                   help="which clips the validation part holds: clip = random clips (default), neighbourhood = the clips "
-                        "nearest one seeded clip in mean pose, a held-out region of pose space that carries a shift"
-                        "; every method's validation part (best epoch, ADD searches)")
+    add_val_cut_argument(s, judged="every method's best epoch and ADD's searches")
 
     s = _add(sub, "demo", "The main job on an embedded default: DeepMimic reference clips shipped in pybullet -> train -> evaluate, then ADD.",
              "  posecurator demo\n  posecurator demo -o demo-out --preset fast\n")

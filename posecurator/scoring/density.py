@@ -42,10 +42,12 @@ def _joints(poses) -> np.ndarray:
     return joints3d_of(poses, purpose="the density scorer")
 
 
-def pose_features(joints: np.ndarray, *, canonical_yaw: bool = True, right_hip: int = 1, left_hip: int = 4) -> np.ndarray:
-    """(N, J, 3) joints in mm -> (N, 3J) float64 root-relative vectors (hips turned to face +Y if asked)."""
+def pose_features(joints: np.ndarray, *, canonical_yaw: bool = True, right_hip: int = 1, left_hip: int = 4,
+                  root: int = 0) -> np.ndarray:
+    """(N, J, 3) joints in mm -> (N, 3J) float64 vectors relative to joint ``root`` (hips turned to
+    face +Y if asked; Z up). Defaults: the H36M17 layout."""
     x = np.asarray(joints, dtype=np.float64)
-    x = x - x[:, :1]
+    x = x - x[:, root:root + 1]
     if canonical_yaw:
         hip = x[:, right_hip] - x[:, left_hip]
         yaw = np.arctan2(hip[:, 1], hip[:, 0])  # turn by -yaw: the right hip points along +X

@@ -34,6 +34,7 @@ from posecurator.camera import RandomCameraSampler
 from posecurator.errors import DataError, PoseCuratorError
 from posecurator.metrics import mpjpe, mpjpe_torch
 from posecurator.poseset import PoseSet
+from posecurator.scoring.density import pose_features
 from posecurator.skeleton.layouts import LAYOUTS, get_layout
 from posecurator.train import checkpoint as ckpt
 from posecurator.train.evaluate import predict
@@ -234,20 +235,13 @@ def clip_mean_poses(poses: PoseSet, inverse: np.ndarray, n_clips: int) -> np.nda
     """(n_clips, 3J) mean pose of each clip (``inverse``: clip index of each pose), root-relative
     and, where the layout names both hips, turned about the vertical so the hips face one way
     (the way a person faces says nothing about what they do)."""
-    x = np.asarray(poses.joints3d, dtype=np.float64)
     layout = get_layout(poses.layout) if poses.layout in LAYOUTS else None
-    if layout is not None and len(layout.joints) == x.shape[1]:
+    root, hips = 0, (None, None)
+    if layout is not None and len(layout.joints) == poses.n_joints:
         root = layout.parents.index(-1)
-        hips = [layout.joints.index(h) if h in layout.joints else None for h in ("right_hip", "left_hip")]
-    else:
-        root, hips = 0, [None, None]
-    x = x - x[:, root:root + 1]
-    if None not in hips:
-        hip = x[:, hips[0]] - x[:, hips[1]]
-        yaw = np.arctan2(hip[:, 1], hip[:, 0])  # turn by -yaw: the right hip points along +X (Z up)
-        c, s = np.cos(yaw)[:, None], np.sin(yaw)[:, None]
-        x = np.stack([c * x[..., 0] + s * x[..., 1], -s * x[..., 0] + c * x[..., 1], x[..., 2]], axis=-1)
-    flat = x.reshape(len(x), -1)
+        hips = tuple(layout.joints.index(h) if h in layout.joints else None for h in ("right_hip", "left_hip"))
+    flat = pose_features(poses.joints3d, canonical_yaw=None not in hips, right_hip=hips[0] or 0,
+                         left_hip=hips[1] or 0, root=root)
     counts = np.bincount(inverse, minlength=n_clips).astype(np.float64)
     sums = np.stack([np.bincount(inverse, weights=flat[:, d], minlength=n_clips) for d in range(flat.shape[1])], axis=1)
     return sums / np.maximum(counts, 1.0)[:, None]
