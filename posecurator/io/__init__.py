@@ -8,6 +8,8 @@ ASF/AMC (.amc[.gz])    :func:`posecurator.io.asf_amc.read_amc`  units from ``:un
 VideoPose3D npz        :func:`posecurator.io.h36m_npz.read_videopose3d_npz`
 mmpose Human3.6M npz   :func:`posecurator.io.h36m_npz.read_mmpose_h36m_npz`
 COCO keypoints json    :func:`posecurator.io.coco.read_coco`  2D only, COCO-17 layout
+MPII json / .mat       :func:`posecurator.io.mpii.read_mpii`  2D only, MPII-16 layout (mmpose/HRNet
+                                                             json or the official MATLAB release)
 DeepMimic motion txt   :func:`posecurator.io.deepmimic.read_deepmimic`  (pybullet's reference clips)
 pose-set folder        :meth:`posecurator.PoseSet.load`
 =====================  ====================================  =====================================

@@ -8,6 +8,9 @@ file                       read with
 ``*.npz``                  :func:`posecurator.io.h36m_npz.read_h36m_npz_auto` (VideoPose3D/mmpose)
 ``*.json`` with            :func:`posecurator.io.coco.read_coco`; other json files (e.g. Bandai's
 "annotations"              per-clip content/style labels) are labels, not data
+``*.json``: a list of      :func:`posecurator.io.mpii.read_mpii` (MPII-16 in mmpose/HRNet's form)
+objects with "joints_vis"
+``*.mat`` with "RELEASE"   :func:`posecurator.io.mpii.read_mpii` (the official MPII release)
 ``*.txt`` with "Frames"    :func:`posecurator.io.deepmimic.read_deepmimic`
 folder with                :meth:`posecurator.PoseSet.load` (a posecurator dataset)
 ``posecurator.json``
@@ -53,7 +56,7 @@ from posecurator.poseset import META_FILE, PoseSet
 KNOWN_SOURCES = ("hdm05", "bandai", "cmu", "reactidle")
 UNKNOWN_ACTIVITY = "unknown"
 MOCAP_SUFFIXES = (".bvh", ".bvh.gz", ".amc", ".amc.gz")
-OTHER_SUFFIXES = (".npz", ".json", ".txt")
+OTHER_SUFFIXES = (".npz", ".json", ".txt", ".mat")
 SUBJECT_COLUMNS = ("subject", "actor", "person_id", "person", "performer", "participant")
 ACTIVITY_COLUMNS = ("activity", "motion", "action", "content", "kind", "class", "label", "category")
 KEY_COLUMNS = ("file", "name", "clip", "filename")
@@ -64,7 +67,7 @@ _SUBJECT_TRIAL = re.compile(r"(?:^|_)(\d+)_(\d+)$")
 
 # ---------------------------------------------------------------------- discovery
 def _kind(path: Path) -> str | None:
-    """What a path is: 'dataset', 'bvh', 'amc', 'npz', 'coco', 'deepmimic', or None (not data)."""
+    """What a path is: 'dataset', 'bvh', 'amc', 'npz', 'coco', 'mpii', 'deepmimic', or None (not data)."""
     if path.is_dir():
         return "dataset" if (path / META_FILE).is_file() else None
     low = path.name.lower()
@@ -75,7 +78,11 @@ def _kind(path: Path) -> str | None:
     if low.endswith(".npz"):
         return "npz"
     if low.endswith(".json"):
-        return "coco" if _file_contains(path, b'"annotations"') else None
+        if _file_contains(path, b'"annotations"'):
+            return "coco"
+        return "mpii" if _is_mpii_json(path) else None
+    if low.endswith(".mat"):
+        return "mpii" if _mat_has_variable(path, "RELEASE") else None
     if low.endswith(".txt"):
         return "deepmimic" if _file_contains(path, b'"Frames"') else None
     return None
@@ -86,6 +93,27 @@ def _file_contains(path: Path, needle: bytes) -> bool:
         with open(path, "rb") as fh:
             return needle in fh.read()
     except OSError:
+        return False
+
+
+def _is_mpii_json(path: Path) -> bool:
+    """A JSON list of objects with "joints_vis" (mmpose/HRNet's MPII form): judged from the start
+    of the file, where the first object is."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(1 << 16)
+    except OSError:
+        return False
+    return head.lstrip().startswith(b"[") and head.lstrip()[1:].lstrip().startswith(b"{") and b'"joints_vis"' in head
+
+
+def _mat_has_variable(path: Path, name: str) -> bool:
+    """Whether a MATLAB file holds a variable ``name`` (read from the headers, not the data)."""
+    from scipy.io import whosmat
+
+    try:
+        return any(var == name for var, _, _ in whosmat(path))
+    except Exception:  # not a MATLAB v4/v5 file (or unreadable): not data  # noqa: BLE001
         return False
 
 
@@ -279,6 +307,9 @@ def _read_one(path: Path, kind: str, root: Path, *, clip: str, mapping, fps: flo
     elif kind == "coco":
         from posecurator.io.coco import read_coco
         ps = read_coco(path)
+    elif kind == "mpii":
+        from posecurator.io.mpii import read_mpii
+        ps = read_mpii(path)
     elif kind == "deepmimic":
         from posecurator.io.deepmimic import read_deepmimic
         ps = read_deepmimic(path, fps=fps)
@@ -309,7 +340,7 @@ def import_path(src: str | os.PathLike, *, mapping=None, fps: float = 30.0, prog
     if not files:
         what = "folder" if root.is_dir() else "file"
         raise DataError(root, f"no supported data in this {what} (BVH, ASF/AMC, VideoPose3D/mmpose npz, "
-                              "COCO json, DeepMimic txt or a posecurator dataset)")
+                              "COCO json, MPII json/mat, DeepMimic txt or a posecurator dataset)")
     from tqdm.auto import tqdm
 
     index = _IndexCache()
