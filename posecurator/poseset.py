@@ -18,6 +18,9 @@ sample_id      (N,) int64             id unique within the set; lineage refers t
 parents        (N, 2) int64           sample ids of the parents of a generated sample, -1 = none
 operator       (N,) str               how a sample was made ("" for real data, "crossover", ...)
 generation     (N,) int16             0 for real data, g for the g-th generation of augmentation
+bbox           (N, 4) float32         the person's box ``[x, y, width, height]`` px in the image
+                                      the 2D came from (or None: unknown; the 2D-only PCK then
+                                      uses the box around the labelled joints)
 =============  =====================  ==========================================================
 
 On disk a pose set is a folder: ``posecurator.json`` (format, version, layout, fps, cameras,
@@ -44,7 +47,10 @@ import numpy as np
 from posecurator.errors import DataError
 
 FORMAT_NAME = "posecurator-poseset"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Version 2 added the optional ``bbox`` column; a set without it is still written as version 1,
+# so that older posecurator versions keep reading what they can read.
+_VERSION_OF_COLUMN = {"bbox": 2}
 META_FILE = "posecurator.json"
 DEFAULT_CHUNK = 262_144
 
@@ -74,6 +80,7 @@ class PoseSet:
     parents: np.ndarray | None = None
     operator: np.ndarray | None = None
     generation: np.ndarray | None = None
+    bbox: np.ndarray | None = None
     layout: str = "h36m17"
     fps: float = 30.0
     # Camera table: name -> list of per-camera dicts (see posecurator.camera.Camera.to_dict).
@@ -93,6 +100,10 @@ class PoseSet:
             self.joints2d = np.ascontiguousarray(self.joints2d, dtype=np.float32)
             if self.joints2d.ndim != 3 or self.joints2d.shape[2] != 2 or len(self.joints2d) != n:
                 raise ValueError(f"joints2d must be (N, J, 2) with N={n}, got {self.joints2d.shape}")
+        if self.bbox is not None:
+            self.bbox = np.asarray(self.bbox, dtype=np.float32)
+            if self.bbox.shape != (n, 4):
+                raise ValueError(f"bbox must be ({n}, 4) [x, y, width, height], got {self.bbox.shape}")
         if self.visibility is not None:
             self.visibility = np.asarray(self.visibility, dtype=np.float32)
             if self.visibility.shape != (n, self.n_joints):
@@ -334,6 +345,7 @@ class PoseSetWriter:
         self.cameras: list[dict] = []
         self._tables: dict[str, dict[str, int]] = {k: {} for k in STRING_COLUMNS}
         self._chunks: list[dict] = []
+        self._version = 1
         self._tmp: Path | None = None
         self._n = 0
 
@@ -356,6 +368,7 @@ class PoseSetWriter:
             value = getattr(ps, name)
             if value is None:
                 continue
+            self._version = max(self._version, _VERSION_OF_COLUMN.get(name, 1))
             if name in STRING_COLUMNS:
                 table = self._tables[name]
                 uniq, inverse = np.unique(value, return_inverse=True)
@@ -373,7 +386,7 @@ class PoseSetWriter:
             return False
         meta = {
             "format": FORMAT_NAME,
-            "version": FORMAT_VERSION,
+            "version": self._version,
             "layout": self.layout,
             "fps": self.fps,
             "n": self._n,

@@ -14,7 +14,14 @@ flags, boxes, image sizes); :func:`read_coco` turns them into a :class:`~posecur
 * ``visibility`` (N, 17) float32: 1 where v > 0 (v = 1 "occluded but labelled" counts as
   labelled: its position was annotated), 0 where v = 0;
 * ``joints3d`` None; ``subject`` = str(image_id); ``clip`` = ``img<image_id>_ann<ann_id>``;
-  ``activity`` = ""; ``frame`` = 0.
+  ``activity`` = ""; ``frame`` = 0; ``sample_id`` = the annotation id (so files of predictions or
+  captions a user made elsewhere name samples by COCO's own ids);
+* ``bbox`` (N, 4) the annotation's person box ``[x, y, w, h]`` px (NaN where the file has none);
+* one camera per image in the camera table (``camera`` column = its row): identity pose, the
+  image's width and height, and intrinsics ASSUMED from the image size (focal length = the larger
+  side, principal point = the centre; ../shared/BENCHMARK.md's 2D-only protocol), marked
+  ``"assumed_intrinsics": true``. Images without a size get focal length 0 and cannot be lifted
+  back into the image (the placement step says so).
 """
 
 from __future__ import annotations
@@ -138,6 +145,16 @@ def read_coco(path: str | os.PathLike, *, min_keypoints: int = 1, source: str = 
     labelled = kp[..., 2] > 0
     joints2d = np.where(labelled[..., None], kp[..., :2], np.nan)
     image_id, ann_id = arrays["image_id"][keep], arrays["ann_id"][keep]
+    images, camera = np.unique(image_id, return_inverse=True)
+    first = np.zeros(len(images), dtype=np.int64)
+    first[camera[::-1]] = np.arange(len(camera))[::-1]  # first annotation of each image
+    width = arrays["image_width"][keep][first].astype(np.float64)
+    height = arrays["image_height"][keep][first].astype(np.float64)
+    focal = np.maximum(width, height)
+    cameras = [{"name": f"img{int(i)}", "R": [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], "t": [0.0, 0.0, 0.0],
+                "f": [float(fl), float(fl)], "c": [float(w) / 2, float(h) / 2], "width": int(w), "height": int(h),
+                "assumed_intrinsics": True}
+               for i, w, h, fl in zip(images.tolist(), width.tolist(), height.tolist(), focal.tolist())]
     clip = np.char.add(np.char.add("img", image_id.astype(str)), np.char.add("_ann", ann_id.astype(str)))
     attrs = {
         "source_file": path.name,
@@ -145,6 +162,7 @@ def read_coco(path: str | os.PathLike, *, min_keypoints: int = 1, source: str = 
         "min_keypoints": int(min_keypoints),
         "dropped_few_keypoints": int(np.count_nonzero(~keep)),
         "annotations": int(np.count_nonzero(keep)),
+        "intrinsics": "assumed from the image size: focal = larger side, principal point = centre",
     }
     return PoseSet(
         joints2d=joints2d,
@@ -154,6 +172,10 @@ def read_coco(path: str | os.PathLike, *, min_keypoints: int = 1, source: str = 
         activity="",
         clip=clip,
         frame=0,
+        sample_id=ann_id,
+        camera=camera.reshape(-1).astype(np.int32),
+        bbox=arrays["bbox"][keep],
         layout=COCO17.name,
+        cameras=cameras,
         attrs=attrs,
     )
