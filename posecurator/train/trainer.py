@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from posecurator.camera import RandomCameraSampler
 from posecurator.errors import DataError, PoseCuratorError
 from posecurator.metrics import mpjpe, mpjpe_torch
+from posecurator.models.lifter import INPUT_MODES
 from posecurator.poseset import PoseSet
 from posecurator.scoring.density import pose_features
 from posecurator.skeleton.layouts import LAYOUTS, get_layout
@@ -65,7 +66,12 @@ class TrainConfig:
     with ``noise_px_train`` px of Gaussian 2D noise (0 = exact projections). Validation:
     ``val_fraction`` of the training poses, whole clips chosen as ``val_cut`` says ("clip": at random,
     "neighbourhood": a region of pose space; :func:`split_by_clip`), each seen through ``val_views`` fixed
-    random cameras, with the same 2D noise as training (seeded, fixed). ``seed`` seeds everything. ``num_threads`` (None = leave torch's setting).
+    random cameras, with the same 2D noise as training (seeded, fixed). ``input_mode``: what the
+    lifter sees of the 2D ("absolute": the benchmark protocol's normalised pixels; "root_scale":
+    root-centred, scale-normalised, for in-the-wild 2D of any image; see
+    :mod:`posecurator.models.lifter`); ``joint_dropout``: in root-scale mode, the probability that
+    each non-root joint of a pair is hidden (given as unlabelled), in training and validation
+    alike, so the lifter learns to lift annotations with missing joints. ``seed`` seeds everything. ``num_threads`` (None = leave torch's setting).
     """
 
     # defaults = the "default" preset
@@ -87,6 +93,8 @@ class TrainConfig:
     max_val_pairs: int | None = None
     camera: dict | None = None
     noise_px_train: float = 0.0
+    input_mode: str = "absolute"
+    joint_dropout: float = 0.0
     seed: int = 0
     device: str = "cpu"
     num_threads: int | None = 1
@@ -107,6 +115,12 @@ class TrainConfig:
             raise ValueError("max_steps must be >= 1 or None")
         if self.max_epoch_pairs is not None and self.max_epoch_pairs < self.batch_size:
             raise ValueError("max_epoch_pairs must be >= batch_size or None")
+        if self.input_mode not in INPUT_MODES:
+            raise ValueError(f"input_mode must be one of {', '.join(INPUT_MODES)}, got {self.input_mode!r}")
+        if not 0.0 <= self.joint_dropout < 1.0:
+            raise ValueError(f"joint_dropout must be in [0, 1), got {self.joint_dropout}")
+        if self.joint_dropout > 0 and self.input_mode != "root_scale":
+            raise ValueError("joint_dropout needs input_mode 'root_scale' (the absolute input has no way to mark a missing joint)")
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "TrainConfig":
@@ -159,8 +173,11 @@ class TrainConfig:
         return RandomCameraSampler(**kwargs)
 
     def model_config(self, *, n_joints: int, root_joint: int) -> dict:
-        return {"n_joints": n_joints, "width": self.width, "blocks": self.blocks, "dropout": self.dropout,
-                "max_norm": self.max_norm, "root_joint": root_joint, "output_scale": 1000.0}
+        config = {"n_joints": n_joints, "width": self.width, "blocks": self.blocks, "dropout": self.dropout,
+                  "max_norm": self.max_norm, "root_joint": root_joint, "output_scale": 1000.0}
+        if self.input_mode != "absolute":
+            config["input_mode"] = self.input_mode
+        return config
 
 
 # Measured on HDM05 bd+bk (7,859 poses at 30 fps, 10% validation clips) on the 2-core CPU of the
@@ -182,7 +199,7 @@ PRESETS: dict[str, dict] = {
 
 # ------------------------------------------------------------------------------- data split
 VAL_CUTS = ("clip", "neighbourhood")
-_LATER_FIELDS = {"val_cut": "clip"}  # field -> default, see TrainConfig.to_dict
+_LATER_FIELDS = {"val_cut": "clip", "input_mode": "absolute", "joint_dropout": 0.0}  # field -> default, see TrainConfig.to_dict
 
 
 def split_by_clip(poses: PoseSet, *, val_fraction: float, seed: int, cut: str = "clip") -> tuple[PoseSet, PoseSet | None]:
@@ -245,6 +262,18 @@ def clip_mean_poses(poses: PoseSet, inverse: np.ndarray, n_clips: int) -> np.nda
     counts = np.bincount(inverse, minlength=n_clips).astype(np.float64)
     sums = np.stack([np.bincount(inverse, weights=flat[:, d], minlength=n_clips) for d in range(flat.shape[1])], axis=1)
     return sums / np.maximum(counts, 1.0)[:, None]
+
+
+def hide_joints(x2d: np.ndarray, p: float, rng: np.random.Generator, *, root_joint: int) -> np.ndarray:
+    """(M, J, 2) 2D with each non-root joint set to NaN ("unlabelled") with probability ``p``.
+    ``p`` = 0 returns the input untouched and draws nothing (older runs keep their random streams)."""
+    if p <= 0:
+        return x2d
+    hidden = rng.random(x2d.shape[:2]) < p
+    hidden[:, root_joint] = False
+    out = x2d.copy()
+    out[hidden] = np.nan
+    return out
 
 
 def data_fingerprint(poses: PoseSet) -> str:
@@ -347,6 +376,7 @@ class LifterTrainer:
                 # validation cost should not grow with a huge source (Bandai: 80k pairs per epoch)
                 keep = np.sort(vrng.choice(len(vx), cfg.max_val_pairs, replace=False))
                 vx, vy = vx[keep], vy[keep]
+            vx = hide_joints(vx, cfg.joint_dropout, vrng, root_joint=root)
             val_pairs = (vx, vy)
 
         run_meta = {
@@ -428,6 +458,7 @@ class LifterTrainer:
                 index = index[np.sort(rng.choice(len(index), cfg.max_epoch_pairs, replace=False))]
         x2d, y3d, _ = sample_training_pairs(train_part, rng=rng, sampler=camera_sampler, index=index,
                                             noise_px=cfg.noise_px_train)
+        x2d = hide_joints(x2d, cfg.joint_dropout, rng, root_joint=root_joint_of(train_part))
         x2d, y3d = torch.from_numpy(x2d).to(device), torch.from_numpy(y3d).to(device)
         n = len(x2d)
         # drop a last incomplete batch (batch norm statistics of a handful of pairs are noise)
