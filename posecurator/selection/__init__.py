@@ -1,4 +1,5 @@
-"""Choosing which samples to train on: ADD's quality and scale distillation (:mod:`.distill`)."""
+"""Choosing which samples to train on: ADD's quality and scale distillation (:mod:`.distill`),
+PoseSyn's hard and easy top-K sets (:mod:`.topk`)."""
 
 from posecurator.selection.distill import (
     QualityDistiller,
@@ -13,9 +14,10 @@ from posecurator.selection.distill import (
     optuna_search,
     params_objective,
 )
+from posecurator.selection.topk import HardEasySelection, select_hard_easy
 
 __all__ = [
     "QualityDistiller", "ScaleDistiller", "ScaleStep", "SearchResult", "combine_scores",
     "lowest_fraction_mask", "normalize_errors", "multiscale_multiplier_search", "optuna_search",
-    "multiplier_objective", "params_objective",
+    "multiplier_objective", "params_objective", "HardEasySelection", "select_hard_easy",
 ]

@@ -106,10 +106,95 @@ def evaluate_run(run_dir: str | os.PathLike, test: PoseSet, *, noise_px: float =
     test poses x 4 cameras) and ``per_activity`` (activity -> the same keys). With
     ``return_per_pose`` also ``per_pose``: arrays ``mpjpe``, ``pa_mpjpe`` (4N,) mm with the
     ``pose_index`` (row of ``test``) and ``camera_index`` (0..3) of every pair.
+
+    A ``test`` set without 3D (COCO, MPII) is evaluated by :func:`evaluate_2d` instead (keys
+    ``pck_0.05``, ``pck_0.1``, ``n_poses``, ``pckh_0.5`` where the data has a head segment).
     """
     from posecurator.train.checkpoint import load_lifter
 
+    if test.joints3d is None:  # 2D-only data (COCO, MPII): PCK of the reprojected predictions
+        from posecurator.train.estimator import LifterEstimator
+
+        return evaluate_2d(LifterEstimator(run_dir, which=which, batch_size=batch_size), test)
     model, config = load_lifter(run_dir, which=which)
     if config.get("layout") not in (None, test.layout):
         raise DataError(run_dir, f"the lifter was trained on layout {config['layout']}, the test set is {test.layout}")
     return evaluate_model(model, test, noise_px=noise_px, seed=seed, batch_size=batch_size, return_per_pose=return_per_pose)
+
+
+# ------------------------------------------------------------------------------ 2D-only data
+LIMB_JOINTS = ("left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+               "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle")
+MIN_KEYPOINTS_2D = 8  # ../shared/BENCHMARK.md: COCO annotations with fewer labelled keypoints are left out
+
+
+def evaluate_2d(estimator, test: PoseSet, *, min_keypoints: int | None = MIN_KEYPOINTS_2D) -> dict:
+    """The 2D-only protocol of ../shared/BENCHMARK.md for any estimator (``predict(PoseSet)`` ->
+    root-relative camera-frame mm, :mod:`posecurator.scoring.estimator`).
+
+    The 2D set is brought into the estimator's layout (COCO-17 / MPII-16 -> H36M17,
+    :func:`posecurator.skeleton.keypoints2d.to_target_layout`); annotations with fewer than
+    ``min_keypoints`` labelled keypoints (counted in the ORIGINAL layout, as the protocol says)
+    are left out. Each prediction is placed in its camera by the root translation that best fits
+    the given 2D (intrinsics of the data; COCO: focal length = larger image side, principal point
+    = centre) and projected back. Returns ``pck_0.05``, ``pck_0.1`` (fractions in [0, 1], higher
+    is better: labelled limb joints, among the 12 of :data:`LIMB_JOINTS`, within 0.05 / 0.1 of the
+    larger side of the person's box), ``pckh_0.5`` (only where the data has a real head segment,
+    MPII-style head top and upper neck: within half its length), ``n_poses`` (people counted),
+    ``n_left_out`` {reason: count} and ``per_joint`` PCK@0.05.
+    """
+    from posecurator.camera.placement import place_and_project, sample_cameras
+    from posecurator.metrics import pck2d, pckh
+    from posecurator.scoring.reprojection import person_size_2d
+    from posecurator.skeleton.keypoints2d import to_target_layout
+    from posecurator.skeleton.layouts import get_layout
+
+    if test.joints2d is None or len(test) == 0:
+        raise DataError(None, "the test set is empty or has no 2D poses")
+    left_out = {}
+    if min_keypoints:
+        labelled = (test.visibility > 0).sum(1) if test.visibility is not None else np.full(len(test), test.n_joints)
+        keep = labelled >= min_keypoints
+        # annotations the reader already dropped (COCO: no labelled keypoint at all) count too
+        dropped = int(test.attrs.get("dropped_few_keypoints", 0) or 0) if min_keypoints >= int(test.attrs.get("min_keypoints", 1) or 1) else 0
+        if (~keep).any() or dropped:
+            left_out[f"fewer than {min_keypoints} labelled keypoints"] = int((~keep).sum()) + dropped
+            test = test.subset(keep)
+        if len(test) == 0:
+            raise DataError(None, f"no 2D pose of the test set has {min_keypoints} or more labelled keypoints")
+    target = to_target_layout(test)
+    layout = get_layout(target.layout)
+    root = layout.parents.index(-1)
+    vis = np.ones((len(target), target.n_joints), np.float32) if target.visibility is None else target.visibility
+    pred = np.asarray(estimator.predict(target), dtype=np.float64)
+    cams = sample_cameras(target)
+    _, _, reproj = place_and_project(pred, target.joints2d, cams["f"], cams["c"], visibility=vis)
+    ok = np.isfinite(reproj[:, root]).all(-1)
+    # why a pose could not be scored: the first reason that applies, in this order
+    reasons = [(vis[:, root] <= 0, "root (pelvis) not labelled"), (~np.isfinite(cams["f"]).all(1), "no camera intrinsics"),
+               (~np.isfinite(pred).all((1, 2)), "no prediction"), (np.ones(len(ok), bool), "cannot be placed in front of the camera")]
+    unexplained = ~ok
+    for mask, why in reasons:
+        hit = unexplained & mask
+        if hit.any():
+            left_out[why] = int(hit.sum())
+        unexplained &= ~mask
+    if not ok.any():
+        raise DataError(None, "no 2D pose of the test set could be lifted and placed (root joint or image size missing?)")
+    limb = np.zeros(target.n_joints, bool)
+    limb[[layout.index(j) for j in LIMB_JOINTS if j in layout.joints]] = True
+    eval_vis = np.where(limb, vis, 0.0)[ok]
+    size = person_size_2d(target.joints2d, vis, target.bbox)[ok]
+    gt, pr = target.joints2d[ok].astype(np.float64), reproj[ok]
+    result = {"pck_0.05": pck2d(pr, gt, visibility=eval_vis, threshold=0.05, normalize=size),
+              "pck_0.1": pck2d(pr, gt, visibility=eval_vis, threshold=0.1, normalize=size),
+              "n_poses": int(ok.sum()), "n_left_out": left_out,
+              "per_joint": {layout.joints[j]: float(v) for j, v in enumerate(
+                  pck2d(pr, gt, visibility=eval_vis, threshold=0.05, normalize=size, reduce="joint")) if limb[j]}}
+    conversion = target.attrs.get("layout_conversion") or {}
+    if conversion.get("head_segment") or (test.layout == target.layout and target.attrs.get("head_segment")):
+        neck, head = layout.index("neck"), layout.index("head")
+        seg = np.linalg.norm(gt[:, head] - gt[:, neck], axis=-1)
+        seg = np.where((vis[ok][:, head] > 0) & (vis[ok][:, neck] > 0), seg, np.nan)
+        result["pckh_0.5"] = pckh(pr, gt, head_size=seg, visibility=eval_vis, threshold=0.5)
+    return result

@@ -1,0 +1,196 @@
+"""3D pose predictions a user made elsewhere (any image model), as a file posecurator reads.
+
+Two forms, one content: per sample id, the predicted 3D joints in the target layout (H36M17,
+VideoPose3D order), in the camera frame (OpenCV: x right, y down, z forward), millimetres. They
+may be root-relative or not: posecurator subtracts the root joint (pelvis) and places the pose
+in its camera itself (:mod:`posecurator.camera.placement`). Optionally the camera intrinsics the
+image model assumed (focal lengths ``f`` and principal point ``c`` in pixels); without them the
+data's own intrinsics are used (for COCO: assumed from the image size).
+
+npz (``np.load(..., allow_pickle=False)``)::
+
+    sample_id   (N,) int64          the dataset's sample ids (COCO: the annotation id)
+    joints3d    (N, 17, 3) float    mm, camera frame
+    layout      0-d str, optional   "h36m17" (the only layout accepted)
+    f, c        (N, 2) float, optional   px; NaN rows = no camera for that sample
+
+JSON::
+
+    {"layout": "h36m17", "units": "mm",
+     "predictions": {"200887": {"joints3d": [[x, y, z], ... 17 rows],
+                                "camera": {"f": [fx, fy], "c": [cx, cy]}},   # camera optional
+                     ...}}
+
+``units`` may be "mm" (default) or "m" (then multiplied by 1000).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from posecurator.errors import DataError
+
+ACCEPTED_LAYOUTS = ("h36m17",)
+N_JOINTS = 17
+MAX_ABS_MM = 1e6  # 1 km: anything larger is not a pose in a camera frame
+
+
+def _short(value, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def read_predictions(path: str | os.PathLike) -> dict[str, np.ndarray | str]:
+    """Read a predictions file (npz or JSON, see the module docstring).
+
+    Returns ``sample_id`` (N,) int64, ``joints3d`` (N, 17, 3) float64 mm, ``f`` and ``c``
+    (N, 2) float64 px (NaN where the file gives no camera), ``layout``. Raises DataError naming
+    the file and what is wrong (layout, shape, ids, values).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "predictions file not found")
+    low = path.name.lower()
+    if low.endswith(".npz"):
+        out = _read_npz(path)
+    elif low.endswith(".json"):
+        out = _read_json(path)
+    else:
+        raise DataError(path, "predictions must be a .npz or .json file (see posecurator.io.predictions)")
+    joints = out["joints3d"]
+    if joints.ndim != 3 or joints.shape[1:] != (N_JOINTS, 3):
+        raise DataError(path, f"joints3d must be (N, {N_JOINTS}, 3) in the h36m17 layout, got {joints.shape}")
+    if len(joints) == 0:
+        raise DataError(path, "holds no predictions")
+    if not np.isfinite(joints).all():
+        i = int(np.argmax(~np.isfinite(joints).all(axis=(1, 2))))
+        raise DataError(path, f"sample {int(out['sample_id'][i])}: joints3d has NaN or infinite values")
+    if np.abs(joints).max() > MAX_ABS_MM:
+        raise DataError(path, "joints3d has coordinates beyond 1 km: not millimetres in a camera frame?")
+    ids = out["sample_id"]
+    uniq, counts = np.unique(ids, return_counts=True)
+    if (counts > 1).any():
+        raise DataError(path, f"sample id {int(uniq[np.argmax(counts > 1)])} appears more than once")
+    for key in ("f", "c"):
+        arr = out[key]
+        if arr.shape != (len(ids), 2):
+            raise DataError(path, f"{key} must be (N, 2) px, got {arr.shape}")
+    bad_f = np.isfinite(out["f"]).all(1) & ~(out["f"] > 0).all(1)
+    if bad_f.any():
+        raise DataError(path, f"sample {int(ids[np.argmax(bad_f)])}: focal lengths must be positive")
+    return out
+
+
+def _check_layout(path: Path, layout) -> str:
+    layout = str(layout)
+    if layout not in ACCEPTED_LAYOUTS:
+        raise DataError(path, f"predictions are in layout {_short(layout)}; posecurator needs {', '.join(ACCEPTED_LAYOUTS)} "
+                              "(17 joints in VideoPose3D order: pelvis, right hip, ..., right wrist)")
+    return layout
+
+
+def _read_npz(path: Path) -> dict:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise DataError(path, f"cannot read npz: {_short(str(e), 80)}") from None
+    for key in ("sample_id", "joints3d"):
+        if key not in arrays:
+            raise DataError(path, f"missing array {key!r} (has {', '.join(sorted(arrays)) or 'none'})")
+    layout = _check_layout(path, arrays["layout"].item() if "layout" in arrays else "h36m17")
+    ids, joints = arrays["sample_id"], arrays["joints3d"]
+    if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
+        raise DataError(path, f"sample_id must be a 1-d integer array, got {ids.dtype} {ids.shape}")
+    if not np.issubdtype(joints.dtype, np.floating) and not np.issubdtype(joints.dtype, np.integer):
+        raise DataError(path, f"joints3d must be real numbers, got dtype {joints.dtype}")
+    if joints.ndim >= 1 and len(joints) != len(ids):
+        raise DataError(path, f"{len(ids)} sample ids but {len(joints)} poses")
+    n = len(ids)
+    cams = {}
+    for key in ("f", "c"):
+        if key in arrays:
+            arr = arrays[key]
+            if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+                raise DataError(path, f"{key} must be real numbers, got dtype {arr.dtype}")
+            cams[key] = arr.astype(np.float64)
+        else:
+            cams[key] = np.full((n, 2), np.nan)
+    return {"sample_id": ids.astype(np.int64), "joints3d": joints.astype(np.float64), "layout": layout, **cams}
+
+
+def _number_list(path: Path, value, shape: tuple[int, ...], what: str) -> np.ndarray:
+    try:
+        arr = np.array(value, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        raise DataError(path, f"{what}: expected numbers of shape {shape}, got {_short(value)}") from None
+    if arr.shape != shape:
+        raise DataError(path, f"{what}: expected shape {shape}, got {arr.shape}")
+    return arr
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"), parse_constant=lambda c: math.nan)
+    except json.JSONDecodeError as e:
+        raise DataError(path, f"corrupt JSON: {e.msg}", line=e.lineno) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(path, f"cannot read: {_short(str(e), 80)}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("predictions"), dict):
+        raise DataError(path, 'not a predictions file: expected {"layout": ..., "predictions": {sample_id: {"joints3d": ...}}}')
+    layout = _check_layout(path, doc.get("layout", "h36m17"))
+    units = doc.get("units", "mm")
+    if units not in ("mm", "m"):
+        raise DataError(path, f"units must be 'mm' or 'm', got {_short(units)}")
+    ids, joints, f, c = [], [], [], []
+    for key, entry in doc["predictions"].items():
+        try:
+            sid = int(key)
+        except ValueError:
+            raise DataError(path, f"sample id {_short(key)} is not an integer") from None
+        if not isinstance(entry, dict) or "joints3d" not in entry:
+            raise DataError(path, f"sample {sid}: expected an object with 'joints3d'")
+        joints.append(_number_list(path, entry["joints3d"], (N_JOINTS, 3), f"sample {sid} joints3d"))
+        cam = entry.get("camera")
+        if cam is None:
+            f.append([np.nan, np.nan])
+            c.append([np.nan, np.nan])
+        elif isinstance(cam, dict) and "f" in cam and "c" in cam:
+            f.append(_number_list(path, cam["f"], (2,), f"sample {sid} camera f"))
+            c.append(_number_list(path, cam["c"], (2,), f"sample {sid} camera c"))
+        else:
+            raise DataError(path, f"sample {sid}: camera must be {{\"f\": [fx, fy], \"c\": [cx, cy]}}")
+        ids.append(sid)
+    scale = 1000.0 if units == "m" else 1.0
+    return {"sample_id": np.array(ids, dtype=np.int64), "joints3d": np.array(joints, dtype=np.float64).reshape(-1, N_JOINTS, 3) * scale,
+            "f": np.array(f, dtype=np.float64).reshape(-1, 2), "c": np.array(c, dtype=np.float64).reshape(-1, 2), "layout": layout}
+
+
+def write_predictions(path: str | os.PathLike, sample_id, joints3d, *, f=None, c=None) -> Path:
+    """Write predictions as npz (the form :func:`read_predictions` reads), atomically."""
+    import tempfile
+
+    path = Path(path)
+    arrays = {"sample_id": np.asarray(sample_id, dtype=np.int64), "joints3d": np.asarray(joints3d, dtype=np.float32),
+              "layout": np.array("h36m17")}
+    if f is not None:
+        arrays["f"] = np.asarray(f, dtype=np.float64)
+    if c is not None:
+        arrays["c"] = np.asarray(c, dtype=np.float64)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.npz", dir=path.parent)
+    os.close(fd)
+    try:
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
