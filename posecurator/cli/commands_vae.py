@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from posecurator.cli.common import add_split_arguments, load_train_config, split_from_args
+from posecurator.cli.common import add_split_arguments, load_train_config, settings_from_args, split_from_args
 from posecurator.errors import DataError, PoseCuratorError
 
 DIFFICULTY_EXAMPLES = """\
@@ -121,7 +121,7 @@ def cmd_vae_bench(args) -> None:
     config = load_train_config(args.config) if args.config else None
     vae_config = _vae_options(args.vae_config) if args.vae_config else None  # overrides of the bench VAE config
     out = Path(args.output or Path("bench-out") / f"vae-{split.name}")
-    doc = run_vae_experiment(split, out_dir=out, seeds=args.seeds, settings=args.settings, methods=args.methods,
+    doc = run_vae_experiment(split, out_dir=out, seeds=args.seeds, settings=settings_from_args(args, split), methods=args.methods,
                              preset=args.preset, config=config, vae_config=vae_config, k=args.bins,
                              progress=not args.quiet, log=lambda m: print(m, file=sys.stderr),
                              render=render_vae_experiment_plots)

@@ -17,7 +17,8 @@ def add_val_cut_argument(s, *, judged: str = "the best epoch") -> None:
                         "clips nearest one seeded clip in mean pose, a held-out region of pose space that carries a "
                         f"shift. It judges {judged}")
 
-SPLIT_HELP = "hdm05-xsub | bandai-to-hdm05 | hdm05-to-cmu | bandai-to-cmu | custom (with --train/--test)"
+SPLIT_HELP = ("hdm05-xsub | bandai-to-hdm05 | hdm05-to-cmu | bandai-to-cmu | coco-2d (2D only: PCK; --train replaces its "
+              "training set) | custom (with --train/--test)")
 
 
 def add_split_arguments(s, *, default_settings: list[str], default_methods: list[str], default_preset: str = "fast") -> None:
@@ -29,8 +30,9 @@ def add_split_arguments(s, *, default_settings: list[str], default_methods: list
     s.add_argument("--test", help="test (target) file/folder")
     s.add_argument("--mapping", help="mapping file for --train/--test skeletons")
     s.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    s.add_argument("--settings", nargs="+", default=default_settings, choices=["gt", "noisy"],
-                   help=f"2D settings (default {' '.join(default_settings)})")
+    s.add_argument("--settings", nargs="+", default=None, choices=["gt", "noisy"],
+                   help=f"2D settings (default {' '.join(default_settings)}; coco-2d: gt)")
+    s.set_defaults(default_settings=list(default_settings))
     s.add_argument("--methods", nargs="+", default=default_methods)
     s.add_argument("--preset", default=default_preset, help=f"lifter training preset (default {default_preset})")
     s.add_argument("--config", help="JSON file of TrainConfig fields (overrides --preset)")
@@ -40,11 +42,20 @@ def split_from_args(args, command: str):
     """The Split named on the command line, or a custom one from --train/--test."""
     from posecurator.pipelines.splits import custom_split, resolve_split
 
+    if args.train and not args.test and args.split not in ("custom",):
+        return resolve_split(args.split, args.data).with_train(args.train, mapping=args.mapping)
     if args.train or args.test or args.split == "custom":
         if not (args.train and args.test):
             raise PoseCuratorError(f"{command}: give both --train and --test (or a split name without them)")
         return custom_split(args.train, args.test, mapping=args.mapping)
     return resolve_split(args.split, args.data)
+
+
+def settings_from_args(args, split) -> list[str]:
+    """The 2D settings to run: --settings, else the split's own default, else the command's."""
+    if args.settings:
+        return list(args.settings)
+    return list(split.settings) if split.settings else list(args.default_settings)
 
 
 def load_train_config(path):

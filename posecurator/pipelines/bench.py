@@ -25,6 +25,7 @@ from posecurator.train.trainer import TrainConfig
 
 SETTINGS = {"gt": 0.0, "noisy": 5.0}  # 2D noise in pixels (BENCHMARK.md)
 METRIC_KEYS = ("mpjpe", "pa_mpjpe", "pck3d", "auc")
+METRIC_KEYS_2D = ("pck_0.05", "pck_0.1", "pckh_0.5")  # 2D-only test sets (coco-2d)
 
 
 @dataclass
@@ -75,7 +76,8 @@ def run_bench(split: Split, *, out_dir: str | Path, seeds=(0, 1, 2), settings=("
               progress: bool = True, log=print, table_only: bool = False) -> dict:
     """Run a split; writes ``results.json`` and ``table.md`` to ``out_dir``; returns the results.
 
-    ``config`` (a TrainConfig) overrides the named ``preset`` for every lifter trained.
+    ``config`` (a TrainConfig) overrides the named ``preset`` for every lifter trained; without
+    it the preset is trained with the split's own ``train_overrides`` (coco-2d: root-scale input).
     ``table_only``: train nothing; tabulate the runs already finished in ``out_dir``."""
     from posecurator.train.evaluate import evaluate_run
 
@@ -94,7 +96,8 @@ def run_bench(split: Split, *, out_dir: str | Path, seeds=(0, 1, 2), settings=("
     # Finished runs are kept in runs.jsonl, so an interrupted bench resumes where it stopped and
     # more methods or seeds can be added to a table later.
     done_path = out_dir / "runs.jsonl"
-    base = (config or TrainConfig.preset(preset)).to_dict()
+    base_config = config if config is not None else TrainConfig.preset(preset, **split.train_overrides)
+    base = base_config.to_dict()
     config_hash = hashlib.sha1(json.dumps({k: v for k, v in base.items() if k not in ("seed", "noise_px_train")},
                                           sort_keys=True).encode()).hexdigest()[:12]
     done = {}
@@ -116,7 +119,7 @@ def run_bench(split: Split, *, out_dir: str | Path, seeds=(0, 1, 2), settings=("
                 if table_only:
                     continue
                 work = out_dir / "runs" / run_name(method, setting, seed)
-                run_config = TrainConfig.from_dict(config.to_dict()) if config is not None else TrainConfig.preset(preset)
+                run_config = TrainConfig.from_dict(base_config.to_dict())
                 run_config.seed, run_config.noise_px_train = seed, noise
                 ctx = MethodContext(train=train, work_dir=work, seed=seed, noise_px=noise, config=run_config, progress=progress)
                 t_run = time.perf_counter()
@@ -127,14 +130,18 @@ def run_bench(split: Split, *, out_dir: str | Path, seeds=(0, 1, 2), settings=("
                 runs.append(row)
                 with done_path.open("a") as f:
                     f.write(json.dumps(row, default=_json_default) + "\n")
-                log(f"[bench] {method} {setting} seed {seed}: MPJPE {metrics['mpjpe']:.1f} PA-MPJPE {metrics['pa_mpjpe']:.1f} mm")
+                if "mpjpe" in metrics:
+                    log(f"[bench] {method} {setting} seed {seed}: MPJPE {metrics['mpjpe']:.1f} PA-MPJPE {metrics['pa_mpjpe']:.1f} mm")
+                else:
+                    log(f"[bench] {method} {setting} seed {seed}: PCK@0.05 {100 * metrics['pck_0.05']:.1f}% "
+                        f"PCK@0.1 {100 * metrics['pck_0.1']:.1f}% ({metrics['n_poses']} people)")
     results = {
         "split": split.name,
         "measures": split.measures,
         "train": {"label": split.train.label, "poses": len(train), "clips": int(len(np.unique(train.clip)))},
         "test": {"label": split.test.label, "poses": len(test), "clips": int(len(np.unique(test.clip)))},
         "preset": preset if config is None else "custom config",
-        "train_config": (config or TrainConfig.preset(preset)).to_dict(),
+        "train_config": base,
         "seeds": list(seeds),
         "runs": runs,
         "summary": summarize(runs),
@@ -214,7 +221,7 @@ def summarize(runs: list[dict]) -> list[dict]:
     for method, setting in keys:
         rows = [r for r in runs if r["method"] == method and r["setting"] == setting]
         s = {"method": method, "setting": setting, "n_seeds": len(rows)}
-        for k in METRIC_KEYS + ("val_mpjpe", "train_time_s", "train_poses", "train_poses_per_s", "data_amount", "gen_time_s"):
+        for k in METRIC_KEYS + METRIC_KEYS_2D + ("val_mpjpe", "train_time_s", "train_poses", "train_poses_per_s", "data_amount", "gen_time_s"):
             vals = np.array([r[k] for r in rows if r.get(k) is not None], dtype=np.float64)
             if len(vals):
                 s[k] = float(vals.mean())
@@ -224,6 +231,8 @@ def summarize(runs: list[dict]) -> list[dict]:
 
 
 def format_table(results: dict) -> str:
+    if results["summary"] and "mpjpe" not in results["summary"][0] and "pck_0.05" in results["summary"][0]:
+        return format_table_2d(results)
     lines = [
         f"Split `{results['split']}`: {results['measures']}. Train {results['train']['label']} "
         f"({results['train']['poses']} poses, {results['train']['clips']} clips), test {results['test']['label']} "
@@ -241,4 +250,26 @@ def format_table(results: dict) -> str:
             f"| {int(s.get('train_poses', 0))} | {s.get('data_amount', 1.0):.2f} | {s.get('gen_time_s', 0):.1f} "
             f"| {s.get('train_time_s', 0):.0f} | {s.get('train_poses_per_s') or 0:.0f} |"
         )
+    return "\n".join(lines) + "\n"
+
+
+def format_table_2d(results: dict) -> str:
+    """The table of a split whose test set is 2D only: PCK of the reprojected predictions."""
+    has_h = any("pckh_0.5" in s for s in results["summary"])
+    lines = [
+        f"Split `{results['split']}`: {results['measures']}. Train {results['train']['label']} "
+        f"({results['train']['poses']} poses, {results['train']['clips']} clips), test {results['test']['label']} "
+        f"({results['test']['poses']} annotations). Preset `{results['preset']}`, seeds {results['seeds']}; mean ± std over seeds.",
+        "",
+        "| method | 2D | PCK@0.05 (%) | PCK@0.1 (%) |" + (" PCKh@0.5 (%) |" if has_h else "")
+        + " people | val. MPJPE (mm) | train poses | train time (s) |",
+        "|---|---|---|---|" + ("---|" if has_h else "") + "---|---|---|---|",
+    ]
+    people = {(r["method"], r["setting"]): r.get("n_poses") for r in results["runs"]}
+    for s in results["summary"]:
+        pm = lambda k, scale=1.0, nd=1: f"{s[k] * scale:.{nd}f} ± {s[k + '_std'] * scale:.{nd}f}" if k in s else "-"  # noqa: E731
+        lines.append(f"| {s['method']} | {s['setting']} | {pm('pck_0.05', 100)} | {pm('pck_0.1', 100)} |"
+                     + (f" {pm('pckh_0.5', 100)} |" if has_h else "")
+                     + f" {people.get((s['method'], s['setting']), '-')} | {pm('val_mpjpe')} | {int(s.get('train_poses', 0))} "
+                     f"| {s.get('train_time_s', 0):.0f} |")
     return "\n".join(lines) + "\n"

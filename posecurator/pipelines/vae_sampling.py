@@ -63,7 +63,7 @@ import numpy as np
 from posecurator.errors import DataError, PoseCuratorError
 from posecurator.pipelines import bench
 from posecurator.pipelines.bench import MethodContext
-from posecurator.pipelines.splits import Split, SplitPart, default_data_root, load_dataset, load_part
+from posecurator.pipelines.splits import Split, SplitPart, bandai_to_cmu_split, default_data_root, load_dataset, load_part  # noqa: F401
 from posecurator.poseset import PoseSet
 
 DEFAULT_BINS = 25
@@ -214,29 +214,6 @@ def make_method(name: str, *, vae_config=None) -> Callable[[MethodContext], dict
 
 for _name in VAE_METHODS:
     bench.METHODS[_name] = make_method(_name)
-
-
-# ------------------------------------------------------------------------------ splits
-def _cmu_test_files(root: Path) -> list[Path]:
-    # the same files as the test part of hdm05-to-cmu (tests check they agree): every AMC, and the
-    # BVH files that are not a conversion of an AMC of the folder (01_01.bvh duplicates 01_01.amc)
-    cmu = root / "cmu"
-    amc = sorted(cmu.glob("*.amc")) + sorted(cmu.glob("*.amc.gz"))
-    bvh = sorted(p for p in list(cmu.glob("*.bvh")) + list(cmu.glob("*.bvh.gz"))
-                 if not (cmu / (p.name.split(".")[0] + ".amc")).exists())
-    return amc + bvh
-
-
-def bandai_to_cmu_split(root=None) -> Split:
-    """The Bandai -> CMU variant of the VAE-sampling experiment: train Bandai datasets 1 + 2, test the CMU files of
-    ``hdm05-to-cmu`` (new people, activities and skeleton, no HDM05 in between)."""
-    root = Path(root) if root is not None else default_data_root()
-    for sub in ("bandai", "cmu"):
-        if not (root / sub).is_dir():
-            raise DataError(root / sub, "split bandai-to-cmu needs this folder (give the data root with --data)")
-    return Split("bandai-to-cmu", SplitPart([root / "bandai"], None, "Bandai 1+2"),
-                 SplitPart(_cmu_test_files(root), None, "CMU cmu/ (01_01.bvh duplicate of 01_01.amc left out)"),
-                 "Bandai datasets 1 and 2 -> CMU files in cmu/ (new people, activities, skeleton)")
 
 
 # ------------------------------------------------------------------------------ difficulty report
