@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from posecurator.cli.common import add_split_arguments, add_val_cut_argument, load_train_config, split_from_args
+from posecurator.cli.common import add_split_arguments, add_val_cut_argument, load_train_config, settings_from_args, split_from_args
 from posecurator.errors import PoseCuratorError
 
 EPILOG = """\
@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = _add(sub, "train", "Train the 2D-to-3D lifter (validation split cut from the training data; resumable).",
              "  posecurator train hdm05.pcs -o runs/base\n  posecurator train hdm05.pcs -o runs/big --preset large --seed 1\n"
              "  posecurator train bandai.pcs -o runs/hard --sampler hard:0.33\n"
-             "  posecurator train hdm05.pcs -o runs/shifted-val --val-cut neighbourhood\n")
+             "  posecurator train hdm05.pcs -o runs/shifted-val --val-cut neighbourhood\n"
+             "  posecurator train hdm05.pcs -o runs/wild --preset fast --input-mode root_scale --joint-dropout 0.2   # for in-the-wild 2D\n")
     s.add_argument("dataset", help="dataset folder (or any importable file/folder)")
     s.add_argument("-o", "--output", required=True, help="run folder (re-running resumes from its last checkpoint)")
     s.add_argument("--config", help="JSON file of TrainConfig fields")
@@ -69,16 +70,26 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--val-fraction", type=float, default=None, help="fraction of clips held out for validation")
     add_val_cut_argument(s)
     s.add_argument("--noise-px", type=float, default=None, help="Gaussian 2D noise (px) added while training")
+    s.add_argument("--input-mode", choices=["absolute", "root_scale"], default=None,
+                   help="what the lifter sees of the 2D: absolute = the benchmark rig's normalised pixels (default); "
+                        "root_scale = root-centred, scale-normalised 2D that does not depend on image size, focal length "
+                        "or distance, for in-the-wild 2D (COCO, MPII, your own images)")
+    s.add_argument("--joint-dropout", type=float, default=None,
+                   help="root_scale only: probability that each joint is hidden while training, so the lifter copes with "
+                        "unlabelled joints (in-the-wild 2D: 0.2)")
     s.add_argument("--sampler", default=None, help="hard:FRACTION | curriculum[:SCHEDULE] | random:FRACTION")
     s.add_argument("--scores", default=None, help="difficulty scores from `posecurator difficulty` for --sampler")
 
     s = _add(sub, "evaluate", "Evaluate a trained lifter on a dataset through the fixed evaluation rig of BENCHMARK.md.",
-             "  posecurator evaluate runs/base hdm05_dg.pcs --json\n  posecurator evaluate runs/base cmu.pcs --noise 5 --seed 0 --json\n")
+             "  posecurator evaluate runs/base hdm05_dg.pcs --json\n  posecurator evaluate runs/base cmu.pcs --noise 5 --seed 0 --json\n"
+             "  posecurator evaluate runs/wild ../shared/data/coco/person_keypoints_val2017_subset2213.json --json   # 2D only: PCK\n")
     s.add_argument("run_dir")
     s.add_argument("dataset")
     s.add_argument("--noise", type=float, default=0.0, help="2D noise std in pixels (noisy 2D setting: 5)")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--json", action="store_true", help="print one JSON object (keys mpjpe, pa_mpjpe, pck3d, auc, n_poses, per_activity)")
+    s.add_argument("--json", action="store_true", help="print one JSON object (3D data: keys mpjpe, pa_mpjpe, pck3d, auc, n_poses, "
+                                                       "per_activity; 2D-only data such as COCO: pck_0.05, pck_0.1, n_poses, "
+                                                       "n_left_out, per_joint, and pckh_0.5 where the data has a head segment)")
 
     s = _add(sub, "bench", "Run a split of ../shared/BENCHMARK.md (all methods, seeds, GT and noisy 2D) and print its table.",
              "  posecurator bench hdm05-xsub\n  posecurator bench bandai-to-hdm05 --data ../shared/data --seeds 0 1 2\n"
@@ -104,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-EXTENSIONS = ("posecurator.cli.commands_add", "posecurator.cli.commands_vae")
+EXTENSIONS = ("posecurator.cli.commands_add", "posecurator.cli.commands_vae", "posecurator.cli.commands_posesyn",
+              "posecurator.cli.commands_describe")
 
 
 def _extension_modules():
@@ -168,6 +180,14 @@ def cmd_train(args):
         config.val_cut = args.val_cut
     if args.noise_px is not None:
         config.noise_px_train = args.noise_px
+    if args.input_mode is not None:
+        config.input_mode = args.input_mode
+    if args.joint_dropout is not None:
+        config.joint_dropout = args.joint_dropout
+    try:
+        config.__post_init__()  # re-check the combination the flags made
+    except ValueError as e:
+        raise PoseCuratorError(f"bad training options: {e}") from None
     sampler = None
     if args.sampler:
         from posecurator.selection.samplers import parse_sampler_spec
@@ -190,6 +210,13 @@ def cmd_evaluate(args):
     res = evaluate_run(args.run_dir, ps, noise_px=args.noise, seed=args.seed)
     if args.json:
         print(json.dumps(res))
+    elif "pck_0.05" in res:  # 2D-only data: PCK of the reprojected predictions
+        line = f"PCK@0.05 {100 * res['pck_0.05']:.1f}%  PCK@0.1 {100 * res['pck_0.1']:.1f}%"
+        if "pckh_0.5" in res:
+            line += f"  PCKh@0.5 {100 * res['pckh_0.5']:.1f}%"
+        print(line + f"  ({res['n_poses']} people)")
+        for why, n in res["n_left_out"].items():
+            print(f"  left out: {n} ({why})")
     else:
         print(f"MPJPE {res['mpjpe']:.1f} mm  PA-MPJPE {res['pa_mpjpe']:.1f} mm  PCK3D@150 {100 * res['pck3d']:.1f}%  "
               f"AUC {100 * res['auc']:.1f}%  ({res['n_poses']} 2D-3D pairs)")
@@ -206,11 +233,11 @@ def cmd_bench(args):
     if args.val_cut is not None:
         from posecurator.train.trainer import TrainConfig
 
-        config = config or TrainConfig.preset(args.preset)
+        config = config or TrainConfig.preset(args.preset, **split.train_overrides)
         config.val_cut = args.val_cut
     if args.jobs < 1:
         raise PoseCuratorError(f"--jobs must be >= 1, got {args.jobs}")
-    kwargs = dict(out_dir=out, seeds=args.seeds, settings=args.settings, methods=args.methods, preset=args.preset,
+    kwargs = dict(out_dir=out, seeds=args.seeds, settings=settings_from_args(args, split), methods=args.methods, preset=args.preset,
                   config=config, log=lambda m: print(m, file=sys.stderr))
     if args.jobs > 1 and not args.table_only:
         run_bench_parallel(split, jobs=args.jobs, **kwargs)
