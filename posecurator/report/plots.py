@@ -414,3 +414,71 @@ def render_vae_experiment_plots(out_dir: str | os.PathLike) -> dict[str, Path]:
                                          xlabel="source VAE bin (easy -> hard)", ylabel="target poses (mean over seeds)",
                                          title=f"{split_name}: target poses in the source's difficulty bins")
     return files
+
+
+def hard_sample_gallery(samples: Sequence[Mapping], layout, path: str | os.PathLike, *, ncols: int = 4,
+                        title: str | None = None, cell_size: float = 2.8) -> Path:
+    """The hardest samples of ``posecurator hard``: per cell the given 2D (left blue, right red)
+    and the estimator's prediction projected back (grey, dashed), titled with the error and the
+    caption (wrapped). ``samples``: dicts with ``given`` and ``reprojected`` (J, 2) px (NaN =
+    unlabelled), ``error``, ``caption``, ``sample_id``."""
+    import textwrap
+
+    layout = _layout(layout)
+    k = len(samples)
+    ncols = max(1, min(ncols, k)) if k else 1
+    nrows = max(1, -(-k // ncols))
+    fig = _figure(cell_size * ncols, (cell_size + 0.7) * nrows + (0.4 if title else 0.0))
+    for i, s in enumerate(samples):
+        ax = fig.add_subplot(nrows, ncols, i + 1)
+        given = np.asarray(s["given"], dtype=np.float64)
+        reproj = np.asarray(s["reprojected"], dtype=np.float64)
+        for (a, b) in layout.bones:
+            seg = reproj[[a, b]]
+            ax.plot(seg[:, 0], seg[:, 1], color="#999999", linewidth=1.4, linestyle="--")
+        draw_skeleton(ax, given, layout, linewidth=1.8)
+        caption = "\n".join(textwrap.wrap(str(s.get("caption", "")), 38)[:3])
+        ax.set_title(f"#{s.get('sample_id', '')}  error {float(s.get('error', np.nan)):.3f}\n{caption}", fontsize=6.5)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+def render_hard_plots(out_dir: str | os.PathLike) -> dict[str, Path]:
+    """Plots of a ``posecurator hard`` output folder: the gallery of the hardest samples
+    (``hardest.png``), the error distribution with the hard and easy cut-offs
+    (``error_histogram.png``) and, when the input had 3D, the 2D score against the true 3D error
+    (``error_2d_vs_3d.png``). Written into ``out_dir/plots``."""
+    import json
+
+    out_dir = Path(out_dir)
+    plots = out_dir / "plots"
+    gallery = json.loads((out_dir / "gallery.json").read_text())
+    summary = json.loads((out_dir / "summary.json").read_text())
+    scores = _read_plot_npz(out_dir / "scores.npz", "scores")
+    made = {"hardest": hard_sample_gallery(gallery["samples"], "h36m17", plots / "hardest.png",
+                                           title=f"hardest samples for {summary['estimator']} (given 2D in colour, "
+                                                 "prediction reprojected in grey)")}
+    error = scores["error"]
+    hard_lo = (summary["selection"].get("hard_error_range") or [np.nan])[0]
+    easy_hi = (summary["selection"].get("easy_error_range") or [np.nan, np.nan])[-1]
+    groups = {"easy": error[np.isfinite(error) & (error <= easy_hi)],
+              "middle": error[np.isfinite(error) & (error > easy_hi) & (error < hard_lo)],
+              "hard": error[np.isfinite(error) & (error >= hard_lo)]}
+    made["error_histogram"] = score_histogram(groups, plots / "error_histogram.png", bins=60,
+                                              title="reprojection error (EEM, Eq. 1) of every scored sample",
+                                              xlabel=f"error ({summary['error_unit']})",
+                                              colors=(GROUP_COLORS[3], GROUP_COLORS[0], GROUP_COLORS[2]))
+    e2, e3 = scores["error_2d"], scores["error_3d"]
+    ok = np.isfinite(e2) & np.isfinite(e3)
+    if ok.any():
+        fig = _figure(5.0, 4.0)
+        ax = fig.add_subplot(1, 1, 1)
+        ax.scatter(e2[ok], e3[ok], s=3, alpha=0.3, color=GROUP_COLORS[3])
+        check = summary.get("check_against_3d", {})
+        ax.set_xlabel("2D score (fraction of the person's size)")
+        ax.set_ylabel("true 3D error of the prediction (mm)")
+        ax.set_title(f"Spearman {check.get('spearman', float('nan')):.2f}, precision of the top {check.get('k', '')} "
+                     f"{check.get('precision_at_k', float('nan')):.2f}", fontsize=9)
+        made["error_2d_vs_3d"] = _save(fig, plots / "error_2d_vs_3d.png")
+    return made
