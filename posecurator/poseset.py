@@ -352,6 +352,7 @@ class PoseSetWriter:
     def __enter__(self) -> "PoseSetWriter":
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent))
+        os.chmod(self._tmp, 0o755)  # mkdtemp makes an owner-only folder; datasets are meant to be shared
         return self
 
     def append(self, ps: PoseSet) -> None:

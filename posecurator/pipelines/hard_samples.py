@@ -215,6 +215,7 @@ def run_hard(poses: PoseSet, estimator, *, out_dir: str | os.PathLike, top: int 
     # everything is written into a temporary folder and renamed at the end: nothing half-written
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    os.chmod(tmp, 0o755)  # mkdtemp makes an owner-only folder; results are meant to be shared
     try:
         _selected(prepared, selection.hard, "eem_hard").save(tmp / "hard.pcs")
         _selected(prepared, selection.easy, "eem_easy").save(tmp / "easy.pcs")
