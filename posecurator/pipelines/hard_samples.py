@@ -169,7 +169,13 @@ def run_hard(poses: PoseSet, estimator, *, out_dir: str | os.PathLike, top: int 
     module docstring) and returns the summary."""
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
+    encoder = None
+    if embed:  # before any work: a missing encoder package is said at once, not after scoring
+        from posecurator.synthesis.text_embedding import load_text_encoder
+
+        encoder = load_text_encoder()
     prepared, info = prepare_2d(poses, seed=seed, min_keypoints=min_keypoints)
+    given_captions = _read_checked_captions(captions_file, prepared)  # before the work: a bad file is said at once
     if error == "3d" and prepared.joints3d is None:
         raise DataError(None, "--error 3d needs a dataset with 3D poses; this one is 2D only")
     scorer = ReprojectionErrorScorer(estimator=estimator, weights=weights, space=error, in_sample=in_sample).fit(prepared)
@@ -181,12 +187,11 @@ def run_hard(poses: PoseSet, estimator, *, out_dir: str | os.PathLike, top: int 
             f"{STATUS[int(s)]}: {int(n)}" for s, n in zip(*np.unique(details["status"], return_counts=True))))
     log(f"[hard] scored {selection.n_scored} of {len(prepared)} samples; hard {len(selection.hard)}, easy {len(selection.easy)}")
 
-    captions = _captions(prepared, details["pred3d"], selection, captions_file=captions_file, captioner=captioner)
+    captions = _captions(prepared, details["pred3d"], selection, given=given_captions, captioner=captioner)
     embeddings = None
-    if embed:
-        from posecurator.synthesis.text_embedding import embed_unique, load_text_encoder
+    if encoder is not None:
+        from posecurator.synthesis.text_embedding import embed_unique
 
-        encoder = load_text_encoder()
         unique, vectors, _ = embed_unique(captions["text"], encoder)
         embeddings = {"text": np.asarray(unique, dtype=str), "embedding": vectors, "model_id": np.array(encoder.model_id)}
 
@@ -254,19 +259,26 @@ def _replace_dir(tmp: Path, out_dir: Path) -> None:
         os.replace(tmp, out_dir)
 
 
-def _captions(prepared: PoseSet, pred3d: np.ndarray, selection, *, captions_file, captioner) -> dict:
-    """Captions of the union of the selected rows: the user's file (its ids are checked against
-    the whole scored set), else a captioner, else the describer on the prediction (camera frame,
-    up = -y) or, for 3D data, on the true 3D; each caption's source is recorded."""
-    from posecurator.synthesis.captions import caption_samples, read_captions_file
+def _read_checked_captions(captions_file, prepared: PoseSet) -> dict[int, str]:
+    """The user's captions {sample id: text}, every id checked against the scored set."""
+    if captions_file is None:
+        return {}
+    from posecurator.synthesis.captions import read_captions_file
 
-    given = {}
-    if captions_file is not None:
-        given = read_captions_file(captions_file)
-        unknown = sorted(set(given) - set(prepared.sample_id.tolist()))
-        if unknown:
-            raise DataError(captions_file, f"{len(unknown)} sample id(s) are not in the dataset: "
-                                           + ", ".join(map(str, unknown[:5])) + (" ..." if len(unknown) > 5 else ""))
+    given = read_captions_file(captions_file)
+    unknown = sorted(set(given) - set(prepared.sample_id.tolist()))
+    if unknown:
+        raise DataError(captions_file, f"{len(unknown)} sample id(s) are not in the dataset: "
+                                       + ", ".join(map(str, unknown[:5])) + (" ..." if len(unknown) > 5 else ""))
+    return given
+
+
+def _captions(prepared: PoseSet, pred3d: np.ndarray, selection, *, given: dict[int, str], captioner) -> dict:
+    """Captions of the union of the selected rows: the user's (``given``), else a captioner, else
+    the describer on the prediction (camera frame, up = -y) or, for 3D data, on the true 3D; each
+    caption's source is recorded."""
+    from posecurator.synthesis.captions import caption_samples
+
     rows = np.unique(np.concatenate([selection.hard, selection.easy, selection.random]))
     part = prepared.subset(rows)
     if part.joints3d is not None:
