@@ -258,20 +258,65 @@ COMMANDS = {"import": cmd_import, "info": cmd_info, "export": cmd_export, "train
             "evaluate": cmd_evaluate, "bench": cmd_bench, "demo": cmd_demo}
 
 
+EXIT_BAD_INPUT = 2        # the input (a file, an option) is wrong: one line says which and why
+EXIT_INTERNAL_ERROR = 3   # posecurator itself failed: one line points to the log with the traceback
+MAX_MESSAGE = 400         # characters of an error line; longer messages are cut
+
+
+def _one_line(text: str) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
+
+
+def _log_internal_error(command: str, argv) -> Path | None:
+    """Write the traceback of the exception being handled to a log file; its path (None if even
+    that fails). The folder is $POSECURATOR_LOG_DIR, else posecurator-logs in the temp folder."""
+    import os
+    import tempfile
+    import time
+    import traceback
+
+    folder = Path(os.environ.get("POSECURATOR_LOG_DIR") or Path(tempfile.gettempdir()) / "posecurator-logs")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"internal-error-{command}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+        path.write_text(f"posecurator {__import__('posecurator').__version__}\nargv: {list(argv or sys.argv[1:])}\n\n"
+                        + traceback.format_exc())
+        return path
+    except OSError:
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Exit codes: 0 done, 2 bad input (one line naming the file or option and the
+    problem), 3 internal error (one line; the traceback goes to a log file), 130 interrupted.
+    Warnings raised while a command runs are shown after it succeeds, never before an error line."""
+    import warnings
+
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        COMMANDS[args.command](args)
-    except PoseCuratorError as e:
-        print(f"posecurator {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
-        print(f"posecurator {args.command}: error: {e.filename or ''}: {e.strerror}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"posecurator {args.command}: interrupted", file=sys.stderr)
-        return 130
+    name = args.command
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        try:
+            COMMANDS[name](args)
+        except PoseCuratorError as e:
+            print(f"posecurator {name}: error: {_one_line(e)}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as e:
+            print(f"posecurator {name}: error: {_one_line(f'{e.filename or chr(32)}: {e.strerror}')}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        except KeyboardInterrupt:
+            print(f"posecurator {name}: interrupted", file=sys.stderr)
+            return 130
+        except Exception as e:  # noqa: BLE001 - anything else is a bug of posecurator: say so in one line
+            log = _log_internal_error(name, argv)
+            where = f"; the traceback is in {log}" if log else ""
+            print(f"posecurator {name}: internal error ({type(e).__name__}: {_one_line(e)[:200]}){where}; "
+                  "please report it", file=sys.stderr)
+            return EXIT_INTERNAL_ERROR
+    for w in caught:
+        print(f"posecurator {name}: warning: {_one_line(w.message)}", file=sys.stderr)
     return 0
 
 
