@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from posecurator.cli.common import add_val_cut_argument
+from posecurator.cli.common import add_val_cut_argument, load_add_config
 from posecurator.errors import DataError, PoseCuratorError
 
 SCORER_NAMES = ("density", "lifter_error", "vae_recon")
@@ -75,7 +75,7 @@ def _log(args):
 def _add_config(args):
     from posecurator.pipelines.add import ADDConfig
 
-    config = ADDConfig.load(args.config) if getattr(args, "config", None) else ADDConfig()
+    config = load_add_config(args.config) if getattr(args, "config", None) else ADDConfig()
     changes = {}
     for arg, key in (("multiplier", "multiplier"), ("keep", "keep"), ("w", "w"), ("seed", "seed"), ("search", "search"),
                      ("n_trials", "n_trials"), ("retrain", "retrain"), ("preset", "lifter_preset"), ("noise_px", "noise_px")):
@@ -135,7 +135,7 @@ def cmd_augment(args):
     from posecurator.pipelines.add import ADDConfig
     from posecurator.poseset import PoseSet
 
-    config = ADDConfig.load(args.config) if args.config else ADDConfig()
+    config = load_add_config(args.config) if args.config else ADDConfig()
     if args.seed is not None:
         config = config.replace(seed=args.seed)
     multiple = config.full_multiple if args.multiplier is None else args.multiplier

@@ -6,6 +6,10 @@ from pathlib import Path
 
 from posecurator.errors import DataError, PoseCuratorError
 
+# The lifter preset of every command that trains a lifter (train, add, bench, vae-bench, demo), so
+# that their results compare; each command says which preset it used.
+DEFAULT_LIFTER_PRESET = "fast"
+
 # = posecurator.train.trainer.VAL_CUTS (not imported here: it would load torch for --help; a test keeps them equal)
 VAL_CUTS = ("clip", "neighbourhood")
 
@@ -59,10 +63,22 @@ def settings_from_args(args, split) -> list[str]:
 
 
 def load_train_config(path):
-    """A TrainConfig from a JSON file; a bad file is a one-line DataError naming it."""
+    """A TrainConfig from a YAML or JSON file of its fields (the others at their defaults),
+    validated (:mod:`posecurator.cli.configs`); a bad file is a one-line DataError naming the key."""
+    from posecurator.cli.configs import build, read_config_file
     from posecurator.train.trainer import TrainConfig
 
+    return build(TrainConfig, read_config_file(path), path=path)
+
+
+def load_add_config(path):
+    """An ADDConfig from a YAML or JSON file of its fields, validated like :func:`load_train_config`."""
+    from posecurator.cli.configs import build, read_config_file
+    from posecurator.pipelines.add import ADDConfig
+
+    data = read_config_file(path)
+    build(ADDConfig, data, path=path)  # the checks, with the key named
     try:
-        return TrainConfig.from_json(Path(path).read_text())
-    except (OSError, ValueError, TypeError) as e:
-        raise DataError(path, f"bad training config: {e}") from None
+        return ADDConfig.from_dict(data)  # the pipeline's own reading (nested option objects)
+    except (PoseCuratorError, TypeError, ValueError) as e:
+        raise DataError(path, f"bad option value: {e}") from None

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from posecurator.cli.common import add_split_arguments, add_val_cut_argument, load_train_config, settings_from_args, split_from_args
+from posecurator.cli.common import DEFAULT_LIFTER_PRESET, add_split_arguments, add_val_cut_argument, load_train_config, settings_from_args, split_from_args
 from posecurator.errors import PoseCuratorError
 
 EPILOG = """\
@@ -64,8 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
              "  posecurator train hdm05.pcs -o runs/wild --preset fast --input-mode root_scale --joint-dropout 0.2   # for in-the-wild 2D\n")
     s.add_argument("dataset", help="dataset folder (or any importable file/folder)")
     s.add_argument("-o", "--output", required=True, help="run folder (re-running resumes from its last checkpoint)")
-    s.add_argument("--config", help="JSON file of TrainConfig fields")
-    s.add_argument("--preset", default="default", help="fast | default | large (default: default)")
+    s.add_argument("--config", help="YAML/JSON file of TrainConfig fields (see `posecurator config train`); flags override its keys")
+    s.add_argument("--preset", default=None, help=f"fast | default | large (default: {DEFAULT_LIFTER_PRESET}, the preset of every "
+                                                  "command that trains a lifter); ignored with --config")
     s.add_argument("--seed", type=int, default=None)
     s.add_argument("--val-fraction", type=float, default=None, help="fraction of clips held out for validation")
     add_val_cut_argument(s)
@@ -172,7 +173,7 @@ def cmd_train(args):
     from posecurator.pipelines.splits import load_dataset
     from posecurator.train.trainer import LifterTrainer, TrainConfig
 
-    config = load_train_config(args.config) if args.config else TrainConfig.preset(args.preset)
+    config = load_train_config(args.config) if args.config else TrainConfig.preset(args.preset or DEFAULT_LIFTER_PRESET)
     if args.seed is not None:
         config.seed = args.seed
     if args.val_fraction is not None:
@@ -198,6 +199,8 @@ def cmd_train(args):
         # the selection layer does not train models)
         sampler = parse_sampler_spec(args.sampler, scores=args.scores, score_fn=vae_score_fn(progress=not args.quiet))
     ps = load_dataset(args.dataset, progress=not args.quiet)
+    if not args.quiet:
+        print(f"lifter preset: {config.preset_name or 'custom config ' + str(args.config)}", file=sys.stderr)
     result = LifterTrainer(config).fit(ps, out_dir=args.output, sampler=sampler, progress=not args.quiet)
     best = result.get("best_val_mpjpe") if isinstance(result, dict) else None
     print(f"trained lifter -> {args.output}" + (f" (best validation MPJPE {best:.1f} mm)" if best is not None else ""))
