@@ -221,7 +221,7 @@ def test_cli_augment_score_add(dataset, add_run, tmp_path, capsys):
     (["augment", "{data}", "-o", "{tmp}/a.pcs", "--multiplier", "0.5"], "--multiplier must be >= 1"),
     (["add", "{tmp}/missing.pcs", "-o", "{tmp}/r"], "no such file"),
     (["add", "{data}", "-o", "{tmp}/r", "--keep", "1.5"], "keep must lie in"),
-    (["add", "{data}", "-o", "{tmp}/r", "--config", "{tmp}/bad.json"], "unknown ADD config keys"),
+    (["add", "{data}", "-o", "{tmp}/r", "--config", "{tmp}/bad.json"], "unknown option 'multiplyer'"),
 ])
 def test_cli_bad_input_is_one_line(argv, message, dataset, tmp_path, capsys):
     (tmp_path / "bad.json").write_text(json.dumps({"multiplyer": 2}))
