@@ -241,6 +241,11 @@ def cmd_bench(args):
         config.val_cut = args.val_cut
     if args.jobs < 1:
         raise PoseCuratorError(f"--jobs must be >= 1, got {args.jobs}")
+    if any("optuna" in m for m in args.methods):  # say it now, not after the baseline has trained
+        try:
+            import optuna  # noqa: F401
+        except ImportError:
+            raise PoseCuratorError("method add_optuna needs Optuna: pip install optuna (or posecurator[search])") from None
     kwargs = dict(out_dir=out, seeds=args.seeds, settings=settings_from_args(args, split), methods=args.methods, preset=args.preset,
                   config=config, log=lambda m: print(m, file=sys.stderr))
     if args.jobs > 1 and not args.table_only:

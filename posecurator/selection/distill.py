@@ -394,8 +394,10 @@ def optuna_search(objective: Callable[[dict], float], *, n_trials: int = 20, kee
     try:
         import optuna
     except ImportError:
-        raise ImportError("optuna_search needs Optuna; install it with `pip install optuna` "
-                          "(or `pip install posecurator[search]`)") from None
+        from posecurator.errors import PoseCuratorError
+
+        raise PoseCuratorError("the Bayesian search needs Optuna; install it with `pip install optuna` "
+                               "(or `pip install posecurator[search]`)") from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     history: list = []
 
