@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 EXTENSIONS = ("posecurator.cli.commands_add", "posecurator.cli.commands_vae", "posecurator.cli.commands_posesyn",
               "posecurator.cli.commands_describe", "posecurator.cli.commands_report", "posecurator.cli.commands_fuzz",
-              "posecurator.cli.commands_config")
+              "posecurator.cli.commands_config", "posecurator.cli.commands_motion")
 
 
 def _extension_modules():
