@@ -34,10 +34,16 @@ so a failed write leaves nothing half-written.
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import shutil
+import struct
 import tempfile
+import tokenize
+import warnings
 import zipfile
+import zlib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Iterator
@@ -45,6 +51,7 @@ from typing import Iterator
 import numpy as np
 
 from posecurator.errors import DataError
+from posecurator.fileio import atomic_savez, atomic_write_text, output_lock, try_lock_folder
 
 FORMAT_NAME = "posecurator-poseset"
 FORMAT_VERSION = 2
@@ -61,6 +68,13 @@ NUMERIC_COLUMNS = {
     "sample_id": np.int64,
     "generation": np.int16,
 }
+
+# Physical limits of what a reader may accept (the readers and the dataset reader check them):
+# a mocap joint farther than 100 m from the origin, a pixel beyond a million, a frame rate above
+# 10 kHz (or below one frame in 1000 s) are corrupt values, not data.
+MAX_ABS_MM = 1e5
+MAX_ABS_PX = 1e6
+MIN_FPS, MAX_FPS = 1e-3, 1e4
 
 
 @dataclass
@@ -277,6 +291,101 @@ def _numeric_column(value, n: int, fill, dtype, name: str) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------- folder format
+# Everything reading a corrupt .npz can raise: zip and zlib errors, numpy's header parser (ast and
+# tokenize on a garbled header), dtype descriptors it cannot build, sizes that do not fit.
+_NPZ_ERRORS = (OSError, EOFError, ValueError, TypeError, KeyError, IndexError, OverflowError, MemoryError,
+               SyntaxError, RecursionError, RuntimeError, NotImplementedError, UnicodeError, UserWarning,
+               zipfile.BadZipFile, zlib.error, struct.error, tokenize.TokenError)
+_NPY_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def _error_text(e: BaseException, limit: int = 80) -> str:
+    """An exception as a short single line for an error message (never the bad value in full)."""
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _npy_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path, name: str) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype from the .npy header of one zip member, checked against the member's size so
+    that a garbled header can never make a reader allocate more than the file holds."""
+    with zf.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        if version not in _NPY_HEADER_READERS:
+            raise DataError(path, f"array {name!r} uses .npy format version {version}, which this reader does not handle")
+        shape, _, dtype = _NPY_HEADER_READERS[version](f)
+    if any(d < 0 for d in shape):
+        raise DataError(path, f"array {name!r}: corrupt .npy header (negative shape {shape})")
+    count = math.prod(shape)
+    if not dtype.hasobject and max(count, count * dtype.itemsize) > info.file_size:
+        raise DataError(path, f"array {name!r}: corrupt .npy header (shape {_error_text(shape, 40)} "
+                              f"{dtype.str} needs more than the member's {info.file_size} bytes)")
+    return tuple(shape), dtype
+
+
+def read_npz_headers(path: str | os.PathLike) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Shape and dtype of every array of an npz file, from the .npy headers alone (nothing is
+    loaded or unpickled). Raises DataError for a file that is not a readable zip of .npy arrays."""
+    path = Path(path)
+    out = {}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # numpy warns on headers it had to repair: corrupt here
+            with zipfile.ZipFile(path) as zf:
+                for info in zf.infolist():
+                    if info.filename.endswith(".npy"):
+                        name = info.filename[: -len(".npy")]
+                        out[name] = _npy_header(zf, info, path, name)
+    except DataError:
+        raise
+    except _NPZ_ERRORS as e:
+        raise DataError(path, f"not a readable npz file (corrupt or truncated?): {_error_text(e)}") from None
+    return out
+
+
+def read_npz_arrays(path: str | os.PathLike, names=None, *, required: bool = True) -> dict[str, np.ndarray]:
+    """Arrays of an npz file, read without pickle (the same arrays ``np.load`` gives).
+
+    names: the arrays to read (None: all); with ``required=False`` names the file lacks are skipped.
+    Object arrays, garbled .npy headers, sizes the file cannot hold, truncated or corrupt zip data:
+    all raise DataError naming the file and the array, never another exception."""
+    path = Path(path)
+    name = None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with zipfile.ZipFile(path) as zf:
+                infos = {i.filename[: -len(".npy")]: i for i in zf.infolist() if i.filename.endswith(".npy")}
+                wanted = list(infos) if names is None else list(names)
+                out = {}
+                for name in wanted:
+                    info = infos.get(name)
+                    if info is None:
+                        if required:
+                            raise DataError(path, f"missing array {_error_text(name, 40)!r}")
+                        continue
+                    _, dtype = _npy_header(zf, info, path, name)
+                    if dtype.hasobject:
+                        raise DataError(path, f"array {name!r} holds pickled Python objects, which posecurator never loads")
+                    with zf.open(info) as f:
+                        out[name] = np.lib.format.read_array(f, allow_pickle=False)
+    except DataError:
+        raise
+    except FileNotFoundError:
+        raise DataError(path, "no such file") from None
+    except _NPZ_ERRORS as e:
+        what = "not a readable npz file" if name is None else f"cannot read array {_error_text(name, 40)!r}"
+        raise DataError(path, f"{what} (corrupt or truncated?): {_error_text(e)}") from None
+    return out
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def read_meta(path: str | os.PathLike) -> dict:
     """Read and validate ``posecurator.json`` of a pose-set folder."""
     path = Path(path)
@@ -285,43 +394,187 @@ def read_meta(path: str | os.PathLike) -> dict:
         raise DataError(path, f"not a posecurator dataset (no {META_FILE}); create one with `posecurator import`")
     try:
         meta = json.loads(meta_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(meta_path, f"corrupt dataset header: {e}") from None
+    except json.JSONDecodeError as e:
+        raise DataError(meta_path, f"corrupt dataset header: {e.msg}", line=e.lineno) from None
+    except (ValueError, RecursionError, OSError) as e:  # undecodable bytes, absurd numbers or nesting
+        raise DataError(meta_path, f"corrupt dataset header: {_error_text(e)}") from None
+    if not isinstance(meta, dict):
+        raise DataError(meta_path, "corrupt dataset header: not a JSON object")
     if meta.get("format") != FORMAT_NAME:
-        raise DataError(meta_path, f"not a posecurator dataset header (format={meta.get('format')!r})")
+        raise DataError(meta_path, f"not a posecurator dataset header (format={_error_text(repr(meta.get('format')), 40)})")
     version = meta.get("version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if not _is_int(version) or version < 1:
+        raise DataError(meta_path, f"dataset format version {_error_text(repr(version), 40)} is not a positive integer")
+    if version > FORMAT_VERSION:
         raise DataError(meta_path, f"dataset format version {version} is newer than this posecurator understands ({FORMAT_VERSION}); upgrade posecurator")
+    _check_meta_fields(meta_path, meta)
     return meta
 
 
+def _check_meta_fields(meta_path: Path, meta: dict) -> None:
+    """The header's fields have the types and ranges the writer gives them."""
+    def bad(msg):
+        return DataError(meta_path, f"corrupt dataset header: {msg}")
+
+    if not isinstance(meta.get("layout"), str) or not 0 < len(meta["layout"]) <= 100:
+        raise bad("'layout' must be a layout name")
+    fps = meta.get("fps")
+    if not _is_number(fps) or not MIN_FPS <= fps <= MAX_FPS:  # also False for NaN
+        raise bad(f"'fps' must be a number in [{MIN_FPS:g}, {MAX_FPS:g}], got {_error_text(repr(fps), 40)}")
+    chunks = meta.get("chunks")
+    if not isinstance(chunks, list):
+        raise bad("'chunks' must be a list")
+    for i, chunk in enumerate(chunks):
+        if not isinstance(chunk, dict) or not isinstance(chunk.get("file"), str) or not _is_int(chunk.get("n")):
+            raise bad(f"chunk entry {i} must be {{\"file\": name, \"n\": rows}}")
+        name = chunk["file"]
+        # a plain file name inside the folder: a header must not make the reader open other files
+        if not name.endswith(".npz") or "/" in name or "\\" in name or name.startswith(".") or len(name) > 255:
+            raise bad(f"chunk entry {i} names {_error_text(repr(name), 40)}, not a chunk file of this folder")
+        if chunk["n"] < 0:
+            raise bad(f"chunk entry {i} has a negative row count")
+    if "n" in meta and (not _is_int(meta["n"]) or meta["n"] != sum(c["n"] for c in chunks)):
+        raise bad("'n' does not match the chunks' row counts")
+    strings = meta.get("strings")
+    if not isinstance(strings, dict):
+        raise bad("'strings' must be an object of string tables")
+    for k, table in strings.items():
+        if not isinstance(table, list) or not all(isinstance(v, str) for v in table):
+            raise bad(f"string table {_error_text(repr(k), 40)} must be a list of strings")
+    cameras = meta.get("cameras", [])
+    if not isinstance(cameras, list):
+        raise bad("'cameras' must be a list of camera objects")
+    for i, cam in enumerate(cameras):
+        problem = _camera_problem(cam)
+        if problem:
+            raise bad(f"camera {i}: {problem}")
+    if not isinstance(meta.get("attrs", {}), dict):
+        raise bad("'attrs' must be an object")
+
+
+# Numbers of each parameter of a camera entry (Camera.to_dict): required ones, then optional ones
+_CAMERA_SIZES = {"R": (9,), "t": (3,), "f": (1, 2), "c": (2,)}
+_CAMERA_OPTIONAL = {"k": (3,), "p": (2,)}
+
+
+def _flat_numbers(value, limit: int = 16) -> list | None:
+    """A number or nested lists of numbers, flattened (None when anything else is inside)."""
+    flat, stack = [], [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, list) and len(flat) + len(stack) + len(v) <= limit:
+            stack.extend(reversed(v))
+        elif _is_number(v):
+            flat.append(v)
+        else:
+            return None
+    return flat
+
+
+def _camera_problem(cam) -> str:
+    """Why a camera entry of the header is unusable ("" when it is fine): a camera the pipelines
+    would build with Camera.from_dict, with finite parameters and sizes in pixels."""
+    if not isinstance(cam, dict):
+        return "not a JSON object"
+    for key, sizes in {**_CAMERA_SIZES, **_CAMERA_OPTIONAL}.items():
+        if key not in cam:
+            if key in _CAMERA_SIZES:
+                return f"no {key!r}"
+            continue
+        flat = _flat_numbers(cam[key])
+        if flat is None or len(flat) not in sizes or not all(math.isfinite(v) and abs(v) <= 1e9 for v in flat):
+            return f"{key!r} must be {' or '.join(map(str, sizes))} finite numbers"
+        try:   # evenly nested too: Camera.from_dict reads each with np.asarray
+            np.asarray(cam[key], dtype=np.float64)
+        except (ValueError, TypeError):
+            return f"{key!r} is unevenly nested"
+    for key in ("width", "height"):
+        v = cam.get(key, 0)
+        if not _is_int(v) or not 0 <= v <= MAX_ABS_PX:
+            return f"{key!r} must be an integer number of pixels"
+    return ""
+
+
+# Per column: dtype kinds accepted, number of dimensions, trailing shape, and value range
+# (int columns: the range of the dtype the PoseSet stores; float columns: |x| of finite values).
+_COLUMN_RULES = {
+    "joints3d": ("fiu", 3, (None, 3), MAX_ABS_MM),
+    "joints2d": ("fiu", 3, (None, 2), MAX_ABS_PX),
+    "visibility": ("fiu", 2, (None,), None),
+    "bbox": ("fiu", 2, (4,), MAX_ABS_PX),
+    "camera": ("iu", 1, (), (-1, np.iinfo(np.int32).max)),
+    "frame": ("iu", 1, (), (np.iinfo(np.int32).min, np.iinfo(np.int32).max)),
+    "sample_id": ("iu", 1, (), (np.iinfo(np.int64).min, np.iinfo(np.int64).max)),
+    "parents": ("iu", 2, (2,), (-1, np.iinfo(np.int64).max)),
+    "generation": ("iu", 1, (), (np.iinfo(np.int16).min, np.iinfo(np.int16).max)),
+    **{k: ("iu", 1, (), (0, np.iinfo(np.int64).max)) for k in STRING_COLUMNS},
+}
+
+
+def _check_column(file: Path, name: str, v: np.ndarray, n: int, n_cameras: int) -> None:
+    """DataError naming the chunk file and column when a column's dtype, shape or values are not
+    what the writer stores (so that nothing is silently cast, wrapped or left for later to trip on)."""
+    kinds, ndim, tail, limit = _COLUMN_RULES.get(name, ("fiub", v.ndim or 1, (), None))
+    if v.dtype.kind not in kinds:
+        raise DataError(file, f"column {name} has dtype {v.dtype}, expected {'real numbers' if 'f' in kinds else 'integers'}")
+    if v.ndim != ndim or len(v) != n or any(t is not None and t != s for t, s in zip(tail, v.shape[1:])):
+        raise DataError(file, f"column {name} has shape {_error_text(v.shape, 40)}, expected {n} rows"
+                              + (f" of {tail}" if tail else ""))
+    if not v.size:
+        return
+    if name == "camera":
+        limit = (-1, n_cameras - 1)
+    if isinstance(limit, tuple):
+        lo, hi = int(v.min()), int(v.max())
+        if lo < limit[0] or hi > limit[1]:
+            raise DataError(file, f"column {name} has values outside [{limit[0]}, {limit[1]}]")
+    elif name == "visibility":
+        with np.errstate(invalid="ignore"):
+            if not ((v >= 0) & (v <= 1)).all():
+                raise DataError(file, "column visibility has values outside [0, 1] (or NaN)")
+    elif limit is not None:
+        # NaN may mean "not labelled" / "unknown" (2D joints, boxes); infinity never means anything
+        with np.errstate(invalid="ignore", over="ignore"):
+            beyond = ~np.isnan(v) & ~(np.abs(v) <= limit)
+        if beyond.any():
+            i = int(np.argmax(beyond.reshape(len(v), -1).any(axis=1)))
+            raise DataError(file, f"column {name} has an infinite coordinate or one beyond {limit:g} (row {i})")
+
+
 def iter_chunks(path: str | os.PathLike, *, columns: list[str] | None = None) -> Iterator[PoseSet]:
-    """Yield the pose set chunk by chunk, so millions of poses never need to be in memory at once."""
+    """Yield the pose set chunk by chunk, so millions of poses never need to be in memory at once.
+
+    Every chunk is checked against the header (rows, string codes, camera rows) and each column
+    against the types and ranges the writer stores; a corrupt file raises DataError naming it."""
     path = Path(path)
     meta = read_meta(path)
     tables = meta["strings"]
+    known = {f.name for f in fields(PoseSet)} - {"layout", "fps", "cameras", "attrs"}
+    n_cameras = len(meta.get("cameras", []))
     for chunk in meta["chunks"]:
         file = path / chunk["file"]
-        try:
-            with np.load(file, allow_pickle=False) as z:
-                names = set(z.files) if columns is None else (set(z.files) & (set(columns) | {"joints3d", "joints2d"}))
-                arrays = {k: z[k] for k in names}
-        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-            raise DataError(file, f"cannot read chunk: {e}") from None
+        wanted = None if columns is None else set(columns) | {"joints3d", "joints2d"}
+        arrays = read_npz_arrays(file, wanted, required=False)
         n = chunk["n"]
         kwargs = {}
         for k, v in arrays.items():
-            if len(v) != n:
-                raise DataError(file, f"column {k} has {len(v)} rows, header says {n}")
+            if k not in known:
+                raise DataError(file, f"unknown column {_error_text(repr(k), 40)}")
+            _check_column(file, k, v, n, n_cameras)
             if k in STRING_COLUMNS:
+                if k not in tables:
+                    raise DataError(file, f"column {k} has no string table in {META_FILE}")
                 table = np.asarray(tables[k], dtype=str)
-                if v.size and (v.min() < 0 or v.max() >= len(table)):
+                if v.size and v.max() >= len(table):
                     raise DataError(file, f"column {k} has codes outside its string table")
                 kwargs[k] = table[v] if len(table) else np.full(n, "")
             else:
                 kwargs[k] = v
         if "joints3d" not in kwargs and "joints2d" not in kwargs:
             raise DataError(file, "chunk has neither joints3d nor joints2d")
+        for a, b in (("joints3d", "joints2d"), ("joints3d", "visibility"), ("joints2d", "visibility")):
+            if a in kwargs and b in kwargs and kwargs[a].shape[1] != kwargs[b].shape[1]:
+                raise DataError(file, f"columns {a} and {b} have different joint counts")
         yield PoseSet(**kwargs, layout=meta["layout"], fps=meta["fps"], cameras=meta.get("cameras", []), attrs=meta.get("attrs", {}))
 
 
@@ -331,6 +584,13 @@ class PoseSetWriter:
     >>> with PoseSetWriter("out.pcs") as w:   # doctest: +SKIP
     ...     for part in parts:
     ...         w.append(part)
+
+    The chunks go to a temporary folder ``.NAME.XXXXXXXX.tmp`` next to the output, which this
+    writer holds a lock on (``flock`` on the folder) while it lives; it is renamed over the output
+    under the output's lock (:func:`posecurator.fileio.output_lock`), so two writers of one output
+    never collide: the later one waits and then replaces the earlier one's set (or, with
+    ``overwrite=False``, fails with "already exists"). A failure removes the temporary folder; one
+    that a killed writer left behind is removed by the next writer of the same output.
     """
 
     def __init__(self, path, *, layout: str = "h36m17", fps: float = 30.0, chunk_size: int = DEFAULT_CHUNK,
@@ -341,19 +601,39 @@ class PoseSetWriter:
         if self.path.exists() and not (self.path / META_FILE).is_file():
             raise DataError(self.path, "exists and is not a posecurator dataset; refusing to overwrite it")
         self.layout, self.fps, self.chunk_size = layout, fps, chunk_size
+        self.overwrite = overwrite
         self.attrs = dict(attrs or {})
         self.cameras: list[dict] = []
         self._tables: dict[str, dict[str, int]] = {k: {} for k in STRING_COLUMNS}
         self._chunks: list[dict] = []
         self._version = 1
         self._tmp: Path | None = None
+        self._tmp_lock: int | None = None
         self._n = 0
 
     def __enter__(self) -> "PoseSetWriter":
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent))
+        # the temporary folder is made and locked under the output's lock: a clean-up by another
+        # writer (which also holds it) can then never take a new folder for a dead writer's
+        with output_lock(self.path):
+            self._remove_dead_temps()
+            self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent))
+            self._tmp_lock = try_lock_folder(self._tmp)
         os.chmod(self._tmp, 0o755)  # mkdtemp makes an owner-only folder; datasets are meant to be shared
         return self
+
+    def _remove_dead_temps(self) -> None:
+        """Remove temporary folders of this output whose writer died (nobody holds their lock)."""
+        pattern = re.compile(rf"^\.{re.escape(self.path.name)}\.[a-z0-9_]{{8}}\.tmp$")
+        for folder in self.path.parent.iterdir():
+            if not pattern.match(folder.name) or not folder.is_dir():
+                continue
+            fd = try_lock_folder(folder)
+            if fd is not None:
+                try:
+                    shutil.rmtree(folder, ignore_errors=True)
+                finally:
+                    os.close(fd)
 
     def append(self, ps: PoseSet) -> None:
         if self._tmp is None:
@@ -377,32 +657,47 @@ class PoseSetWriter:
                 value = codes[inverse.reshape(-1)]
             arrays[name] = np.ascontiguousarray(value)
         fname = f"chunk-{len(self._chunks):05d}.npz"
-        np.savez(self._tmp / fname, **arrays)
+        atomic_savez(self._tmp / fname, **arrays)  # synced: the folder may be renamed into place next
         self._chunks.append({"file": fname, "n": len(ps)})
         self._n += len(ps)
 
     def __exit__(self, exc_type, exc, tb):
-        if exc_type is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
-            return False
-        meta = {
-            "format": FORMAT_NAME,
-            "version": self._version,
-            "layout": self.layout,
-            "fps": self.fps,
-            "n": self._n,
-            "chunks": self._chunks,
-            "strings": {k: list(t) for k, t in self._tables.items()},
-            "cameras": self.cameras,
-            "attrs": self.attrs,
-        }
-        (self._tmp / META_FILE).write_text(json.dumps(meta, indent=1))
+        try:
+            if exc_type is None:
+                meta = {
+                    "format": FORMAT_NAME,
+                    "version": self._version,
+                    "layout": self.layout,
+                    "fps": self.fps,
+                    "n": self._n,
+                    "chunks": self._chunks,
+                    "strings": {k: list(t) for k, t in self._tables.items()},
+                    "cameras": self.cameras,
+                    "attrs": self.attrs,
+                }
+                atomic_write_text(self._tmp / META_FILE, json.dumps(meta, indent=1))
+                with output_lock(self.path):
+                    self._swap()
+        finally:
+            if self._tmp is not None and self._tmp.exists():
+                shutil.rmtree(self._tmp, ignore_errors=True)  # failed, or refused by _swap
+            if self._tmp_lock is not None:
+                os.close(self._tmp_lock)
+                self._tmp_lock = None
+        return False
+
+    def _swap(self) -> None:
+        """Rename the finished temporary folder over the output (the caller holds the output's
+        lock, so what exists now is what this writer replaces)."""
+        old = self.path.with_name(f".{self.path.name}.old")
+        shutil.rmtree(old, ignore_errors=True)  # left by a writer killed in the middle of its swap
         if self.path.exists():
-            old = self.path.with_name(f".{self.path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
+            if not self.overwrite:
+                raise DataError(self.path, "already exists")
+            if not (self.path / META_FILE).is_file():
+                raise DataError(self.path, "exists and is not a posecurator dataset; refusing to overwrite it")
             os.replace(self.path, old)
             os.replace(self._tmp, self.path)
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(self._tmp, self.path)
-        return False

@@ -29,14 +29,17 @@ import numpy as np
 
 from posecurator.errors import DataError
 from posecurator.io.common import (
-    clip_to_poseset, euler_to_matrix, euler_to_matrix_reference, forward_kinematics, parse_floats,
-    read_text, resample_stride, strip_suffixes,
+    MAX_ABS_RAW, clip_to_poseset, euler_to_matrix, euler_to_matrix_reference, forward_kinematics, parse_floats,
+    read_text, resample_stride, short_value, strip_suffixes,
 )
 from posecurator.poseset import PoseSet
 
 INCH_M = 0.0254
 _DOF_AXES = {"rx": "X", "ry": "Y", "rz": "Z"}
 _ROOT_KEYS = {"tx": ("t", 0), "ty": ("t", 1), "tz": ("t", 2), "rx": ("r", "X"), "ry": ("r", "Y"), "rz": ("r", "Z")}
+# ":units length L" means 1/L inch per unit; outside this range the value is corrupt
+_LENGTH_UNIT_RANGE = (1e-6, 1e6)
+_MAX_NAME = 100
 
 
 @dataclass
@@ -88,9 +91,11 @@ def parse_asf(text: str, *, path=None) -> AsfSkeleton:
         try:
             out = [float(v) for v in vals[:n]]
         except ValueError:
-            raise err(f"{what}: {' '.join(vals)!r} are not numbers", i) from None
+            raise err(f"{what}: {short_value(' '.join(vals))} are not numbers", i) from None
         if len(out) != n:
             raise err(f"{what} needs {n} numbers, got {len(out)}", i)
+        if not all(abs(v) <= MAX_ABS_RAW for v in out):  # also False for NaN
+            raise err(f"{what}: {short_value(' '.join(vals[:n]))} are not finite or beyond {MAX_ABS_RAW:g}", i)
         return out
 
     for i, raw in enumerate(lines):
@@ -110,20 +115,25 @@ def parse_asf(text: str, *, path=None) -> AsfSkeleton:
         if section == "units":
             if key == "length":
                 length_value = floats(toks[1:], i, 1, "units length")[0]
-                if not length_value > 0:
-                    raise err(f"units length must be positive, got {length_value}", i)
+                if not _LENGTH_UNIT_RANGE[0] <= length_value <= _LENGTH_UNIT_RANGE[1]:
+                    raise err(f"units length must be between {_LENGTH_UNIT_RANGE[0]:g} and {_LENGTH_UNIT_RANGE[1]:g}, "
+                              f"got {short_value(length_value)}", i)
             elif key == "angle":
                 if len(toks) < 2 or toks[1].lower() not in ("deg", "rad", "degrees", "radians"):
-                    raise err(f"units angle must be deg or rad, got {' '.join(toks[1:])!r}", i)
+                    raise err(f"units angle must be deg or rad, got {short_value(' '.join(toks[1:]))}", i)
                 degrees = toks[1].lower().startswith("deg")
         elif section == "root":
             if key == "order":
                 root["order"] = [t.lower() for t in toks[1:]]
                 for t in root["order"]:
                     if t not in _ROOT_KEYS:
-                        raise err(f"unknown root order entry {t!r}", i)
+                        raise err(f"unknown root order entry {short_value(t)}", i)
+                if len(set(root["order"])) != len(root["order"]):
+                    raise err("root order repeats an entry", i)
             elif key == "axis":
                 root["axis"] = toks[1].upper() if len(toks) > 1 else "XYZ"
+                if sorted(root["axis"]) != ["X", "Y", "Z"]:
+                    raise err(f"root axis must be a permutation of XYZ, got {short_value(root['axis'])}", i)
             elif key in ("position", "orientation"):
                 root[key] = floats(toks[1:], i, 3, f"root {key}")
         elif section == "bonedata":
@@ -137,45 +147,52 @@ def parse_asf(text: str, *, path=None) -> AsfSkeleton:
                     if need not in current:
                         raise err(f"bone ends without {need!r}", i)
                 if current["name"] in bones or current["name"] == "root":
-                    raise err(f"bone {current['name']!r} defined twice", i)
+                    raise err(f"bone {short_value(current['name'])} defined twice", i)
                 bones[current["name"]] = current
                 bone_order.append(current["name"])
                 current = None
             elif current is None:
-                raise err(f"{toks[0]!r} outside a bone's begin/end", i)
+                raise err(f"{short_value(toks[0])} outside a bone's begin/end", i)
             elif key == "name":
                 current["name"] = toks[1] if len(toks) > 1 else ""
+                if not 0 < len(current["name"]) <= _MAX_NAME:
+                    raise err(f"bone name must have 1 to {_MAX_NAME} characters, got {short_value(current['name'])}", i)
                 in_limits = False
             elif key == "direction":
                 current["direction"] = floats(toks[1:], i, 3, "direction")
             elif key == "length":
                 current["length"] = floats(toks[1:], i, 1, "length")[0]
+                if current["length"] < 0:
+                    raise err(f"bone length must not be negative, got {short_value(current['length'])}", i)
             elif key == "axis":
                 current["axis"] = floats(toks[1:], i, 3, "axis")
                 current["axis_order"] = toks[4].upper() if len(toks) > 4 else "XYZ"
                 if sorted(current["axis_order"]) != ["X", "Y", "Z"]:
-                    raise err(f"axis order must be a permutation of XYZ, got {current['axis_order']!r}", i)
+                    raise err(f"axis order must be a permutation of XYZ, got {short_value(current['axis_order'])}", i)
             elif key == "dof":
                 dof = [t.lower() for t in toks[1:]]
                 for d in dof:
                     if d not in _DOF_AXES:
-                        raise err(f"bone {current.get('name')!r}: dof {d!r} is not supported (rx, ry, rz only)", i)
+                        raise err(f"bone {short_value(current.get('name'))}: dof {short_value(d)} is not supported "
+                                  "(rx, ry, rz only)", i)
+                if len(set(dof)) != len(dof):
+                    raise err(f"bone {short_value(current.get('name'))}: dof repeats an axis", i)
                 current["dof"] = dof
             elif key == "limits":
                 in_limits = True
             elif key in ("id", "bodymass", "cofmass") or in_limits:
                 pass
             else:
-                raise err(f"unknown bone keyword {toks[0]!r}", i)
+                raise err(f"unknown bone keyword {short_value(toks[0])}", i)
         elif section == "hierarchy":
             if key in ("begin", "end"):
                 continue
             parent = toks[0]
             if parent != "root" and parent not in bones:
-                raise err(f"hierarchy names unknown bone {parent!r}", i)
+                raise err(f"hierarchy names unknown bone {short_value(parent)}", i)
             for child in toks[1:]:
                 if child not in bones:
-                    raise err(f"hierarchy names unknown bone {child!r}", i)
+                    raise err(f"hierarchy names unknown bone {short_value(child)}", i)
                 children.setdefault(parent, []).append(child)
     if not bones:
         raise DataError(path, "no :bonedata bones (not an ASF file?)")
@@ -190,14 +207,15 @@ def parse_asf(text: str, *, path=None) -> AsfSkeleton:
         for p in frontier:
             for c in children.get(p, []):
                 if c in names:
-                    raise DataError(path, f"bone {c!r} has two parents in :hierarchy")
+                    raise DataError(path, f"bone {short_value(c)} has two parents in :hierarchy")
                 names.append(c)
                 parents.append(names.index(p))
                 nxt.append(c)
         frontier = nxt
     unattached = [b for b in bone_order if b not in names]
     if unattached:
-        raise DataError(path, f"bones not attached to the root in :hierarchy: {', '.join(unattached)}")
+        listed = ", ".join(unattached[:5]) + (f" and {len(unattached) - 5} more" if len(unattached) > 5 else "")
+        raise DataError(path, f"bones not attached to the root in :hierarchy: {listed}")
 
     n = len(names)
     vectors = np.zeros((n, 3))
@@ -213,7 +231,7 @@ def parse_asf(text: str, *, path=None) -> AsfSkeleton:
         dofs.append(b["dof"])
     root_rot = [t for t in root["order"] if t.startswith("r")]
     if len(set(root_rot)) != len(root_rot):
-        raise DataError(path, f"root order repeats a rotation: {root['order']}")
+        raise DataError(path, f"root order repeats a rotation: {short_value(root['order'])}")
     return AsfSkeleton(path=None if path is None else os.fspath(path), names=names,
                        parents=np.array(parents, dtype=np.int64), vectors=vectors, axis_rotations=axis_rot,
                        dofs=dofs, metres_per_unit=INCH_M / length_value,
@@ -274,7 +292,10 @@ def find_asf(amc_path: str | os.PathLike) -> Path:
                 return found[prefix.lower()]
     if len(found) == 1:
         return next(iter(found.values()))
-    looked = ", ".join(f"{p}.asf" for p in prefixes)
+    # the shortest candidate names (the likely ones: HDM_bk.asf, 01.asf) and the folders, kept short:
+    # a long AMC name has many prefixes
+    shown = [f"{p[:60]}.asf" for p in prefixes[-4:]]
+    looked = ("..., " if len(prefixes) > 4 else "") + ", ".join(shown)
     where = ", ".join(str(d) for d in dirs)
     extra = f" (found {len(found)} other ASF files there, none matching)" if found else ""
     raise DataError(amc_path, f"no ASF skeleton for this AMC: looked for {looked} in {where}{extra}; "
@@ -316,7 +337,7 @@ def parse_amc(text: str, skeleton: AsfSkeleton, *, path=None) -> AmcData:
     first_line = text.count("\n", 0, pos) + 1
     index = {n: j for j, n in enumerate(skeleton.names)}
     fast = _parse_amc_fast(body, skeleton, index, path=path)
-    if fast is None or not all(np.isfinite(v).all() for v in fast[0]):
+    if fast is None or not all((np.abs(v) <= MAX_ABS_RAW).all() for v in fast[0]):  # False for NaN too
         # the line-by-line parser names the bad line (and checks every value is finite)
         fast = _parse_amc_slow(body, skeleton, index, first_line, path=path)
     values, n_frames = fast
@@ -379,17 +400,20 @@ def _parse_amc_slow(body: str, skeleton: AsfSkeleton, index: dict, first_line: i
             frame_lines.append(lineno)
             continue
         if not frames:
-            raise DataError(path, f"expected a frame number, found {line[:40]!r}", line=lineno)
+            raise DataError(path, f"expected a frame number, found {short_value(line)}", line=lineno)
         name = toks[0]
         if name not in index:
-            raise DataError(path, f"bone {name!r} is not in the ASF skeleton {skeleton.path}", line=lineno)
+            raise DataError(path, f"bone {short_value(name)} is not in the ASF skeleton {Path(skeleton.path or '').name}",
+                            line=lineno)
         j = index[name]
         try:
             vals = [float(t) for t in toks[1:]]
         except ValueError:
-            raise DataError(path, f"bone {name!r}: values {' '.join(toks[1:])!r} are not numbers", line=lineno) from None
+            raise DataError(path, f"bone {name!r}: values {short_value(' '.join(toks[1:]))} are not numbers", line=lineno) from None
         if not all(np.isfinite(vals)):
             raise DataError(path, f"bone {name!r} has NaN or infinite values", line=lineno)
+        if not all(abs(v) <= MAX_ABS_RAW for v in vals):
+            raise DataError(path, f"bone {name!r} has a value beyond {MAX_ABS_RAW:g} (corrupt file?)", line=lineno)
         if len(vals) != len(skeleton.dofs[j]):
             raise DataError(path, f"bone {name!r} has {len(vals)} values, its ASF dof has {len(skeleton.dofs[j])} "
                                   "(truncated or corrupt file, or the wrong ASF)", line=lineno)
@@ -402,8 +426,8 @@ def _parse_amc_slow(body: str, skeleton: AsfSkeleton, index: dict, first_line: i
     for f, (frame, ln) in enumerate(zip(frames, frame_lines)):
         if set(frame) != expected:
             missing = sorted(skeleton.names[j] for j in expected - set(frame))
-            raise DataError(path, f"frame {f + 1} lacks bone(s) {', '.join(missing) or '?'} "
-                                  "(truncated or corrupt file)", line=ln)
+            listed = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+            raise DataError(path, f"frame {f + 1} lacks bone(s) {listed or '?'} (truncated or corrupt file)", line=ln)
     values = []
     for j, d in enumerate(skeleton.dofs):
         if j in expected:

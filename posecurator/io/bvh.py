@@ -23,20 +23,24 @@ from __future__ import annotations
 import os
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from posecurator.errors import DataError
 from posecurator.io.common import (
-    clip_to_poseset, euler_to_matrix, nominal_fps, euler_to_matrix_reference, forward_kinematics, parse_floats, read_text,
-    resample_stride, strip_suffixes,
+    MAX_ABS_RAW, MAX_FPS, MIN_FPS, check_raw_values, clip_to_poseset, euler_to_matrix, nominal_fps,
+    euler_to_matrix_reference, forward_kinematics, parse_floats, read_text, resample_stride, short_value, strip_suffixes,
 )
 from posecurator.poseset import PoseSet
 
 _ROT = {"xrotation": "X", "yrotation": "Y", "zrotation": "Z"}
 _POS = {"xposition": 0, "yposition": 1, "zposition": 2}
+# Hierarchy keywords as writers spell them: a joint name containing one is a corrupt hierarchy (a
+# lost '{' or line), not a name. ROOT and End are left out: some rigs name joints "Root" or "End".
+_KEYWORDS = {"HIERARCHY", "JOINT", "OFFSET", "CHANNELS", "MOTION", "}"}
+_MAX_NAME = 100
 _MOTION_RE = re.compile(
     r"^[ \t]*MOTION[ \t]*\n\s*Frames:?[ \t]*(\S+)[ \t]*\n\s*Frame[ \t]*Time:?[ \t]*(\S+)[ \t]*(?:\n|$)",
     re.IGNORECASE | re.MULTILINE)
@@ -69,6 +73,8 @@ class BvhData:
     motion: np.ndarray      # (F, C) float64, the MOTION rows
     frame_time: float       # seconds
     motion_line: int        # 1-based line number of the first MOTION row (for error messages)
+    # what the parser accepted with a caveat; read_bvh warns them once the clip has passed every check
+    notes: list[str] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------- parsing
@@ -106,7 +112,7 @@ def _parse_bvh_header(header: str, *, path=None) -> BvhSkeleton:
             raise err(f"unexpected end of the hierarchy (expected {expected or 'more'})")
         tok, line = toks[pos]
         if expected is not None and tok.upper() != expected.upper():
-            raise err(f"expected {expected!r}, found {tok!r}", line)
+            raise err(f"expected {expected!r}, found {short_value(tok)}", line)
         pos += 1
         return tok, line
 
@@ -141,12 +147,16 @@ def _parse_bvh_header(header: str, *, path=None) -> BvhSkeleton:
                     raise err("JOINT outside the ROOT", line)
                 name_toks = []
                 while pos < len(toks) and toks[pos][0] != "{":
+                    if toks[pos][0] in _KEYWORDS or len(name_toks) > 8:
+                        raise err(f"{key} {short_value(' '.join(name_toks))} is not followed by '{{'", toks[pos][1])
                     name_toks.append(take()[0])
                 name = " ".join(name_toks)
                 if not name:
                     raise err(f"{key} without a name", line)
+                if len(name) > _MAX_NAME:
+                    raise err(f"joint name {short_value(name)} is longer than {_MAX_NAME} characters", line)
                 if name in names:
-                    raise err(f"joint name {name!r} appears twice", line)
+                    raise err(f"joint name {short_value(name)} appears twice", line)
                 parent = stack[-1] if stack else -1
             take("{")
             j = len(names)
@@ -169,7 +179,9 @@ def _parse_bvh_header(header: str, *, path=None) -> BvhSkeleton:
                 try:
                     vals.append(float(t))
                 except ValueError:
-                    raise err(f"OFFSET value {t!r} is not a number", ln) from None
+                    raise err(f"OFFSET value {short_value(t)} is not a number", ln) from None
+                if not abs(vals[-1]) <= MAX_ABS_RAW:  # also catches NaN and inf
+                    raise err(f"OFFSET value {short_value(t)} is not finite or beyond {MAX_ABS_RAW:g}", ln)
             offsets[stack[-1]] = vals
         elif key == "CHANNELS":
             pos += 1
@@ -179,7 +191,9 @@ def _parse_bvh_header(header: str, *, path=None) -> BvhSkeleton:
             try:
                 n = int(t)
             except ValueError:
-                raise err(f"channel count {t!r} is not an integer", ln) from None
+                raise err(f"channel count {short_value(t)} is not an integer", ln) from None
+            if not 0 <= n <= 6:  # three rotations and three positions at most
+                raise err(f"channel count {n} is not between 0 and 6", ln)
             j = stack[-1]
             order = ""
             for _ in range(n):
@@ -192,10 +206,12 @@ def _parse_bvh_header(header: str, *, path=None) -> BvhSkeleton:
                     pos_axes[j].append(_POS[lc])
                     pos_ch[j].append(n_channels)
                 else:
-                    raise err(f"unknown channel {c!r} of joint {names[j]!r}", ln)
+                    raise err(f"unknown channel {short_value(c)} of joint {short_value(names[j])}", ln)
                 n_channels += 1
             if len(set(order)) != len(order):
-                raise err(f"joint {names[j]!r} repeats a rotation axis ({order})", line)
+                raise err(f"joint {short_value(names[j])} repeats a rotation axis ({order})", line)
+            if len(set(pos_axes[j])) != len(pos_axes[j]):
+                raise err(f"joint {short_value(names[j])} repeats a position channel", line)
             orders[j] = order
         elif key == "}":
             pos += 1
@@ -203,11 +219,11 @@ def _parse_bvh_header(header: str, *, path=None) -> BvhSkeleton:
                 raise err("unbalanced '}'", line)
             j = stack.pop()
             if offsets[j] is None:
-                raise err(f"joint {names[j]!r} has no OFFSET", line)
+                raise err(f"joint {short_value(names[j])} has no OFFSET", line)
         else:
-            raise err(f"unexpected {tok!r} in the hierarchy", line)
+            raise err(f"unexpected {short_value(tok)} in the hierarchy", line)
     if stack:
-        raise err(f"hierarchy ends inside joint {names[stack[-1]]!r} (missing '}}')")
+        raise err(f"hierarchy ends inside joint {short_value(names[stack[-1]])} (missing '}}')")
     if roots != 1:
         raise DataError(path, f"expected one ROOT joint, found {roots}", line=1)
     return BvhSkeleton(
@@ -228,13 +244,17 @@ def parse_bvh(text: str, *, path=None) -> BvhData:
     try:
         n_frames = int(m.group(1))
     except ValueError:
-        raise DataError(path, f"'Frames:' value {m.group(1)!r} is not an integer", line=header_line + 1) from None
+        raise DataError(path, f"'Frames:' value {short_value(m.group(1))} is not an integer", line=header_line + 1) from None
     try:
         frame_time = float(m.group(2))
     except ValueError:
-        raise DataError(path, f"'Frame Time:' value {m.group(2)!r} is not a number", line=header_line + 2) from None
+        raise DataError(path, f"'Frame Time:' value {short_value(m.group(2))} is not a number", line=header_line + 2) from None
     if not (frame_time > 0 and np.isfinite(frame_time)):
-        raise DataError(path, f"'Frame Time:' must be positive, got {frame_time}", line=header_line + 2)
+        raise DataError(path, f"'Frame Time:' must be positive, got {short_value(frame_time)}", line=header_line + 2)
+    if not 1.0 / MAX_FPS <= frame_time <= 1.0 / MIN_FPS:
+        # 1 / 1e-320 is inf: a frame time must give a frame rate a camera can have
+        raise DataError(path, f"'Frame Time:' {short_value(frame_time)} s is not a frame rate between "
+                              f"{MIN_FPS:g} and {MAX_FPS:g} per second", line=header_line + 2)
     if n_frames <= 0:
         raise DataError(path, f"the file has no frames (Frames: {n_frames})", line=header_line + 1)
     motion_line = text.count("\n", 0, m.end()) + 1
@@ -244,10 +264,11 @@ def parse_bvh(text: str, *, path=None) -> BvhData:
         values = parse_floats(body, path=path, what="MOTION")
     except DataError:
         values = None
+    notes = []
     if values is not None and n_ch and values.size > n_frames * n_ch and values.size % n_ch == 0:
         # more rows than 'Frames:' declares (some exporters): keep the declared frames
-        warnings.warn(f"{path}: 'Frames:' says {n_frames} but the file has {values.size // n_ch} rows; "
-                      f"using the first {n_frames}", stacklevel=3)
+        notes.append(f"{path}: 'Frames:' says {n_frames} but the file has {values.size // n_ch} rows; "
+                     f"using the first {n_frames}")
         values = values[: n_frames * n_ch]
     if values is None or values.size != n_frames * n_ch:
         _raise_motion_error(body, n_ch, n_frames, motion_line, path)
@@ -257,7 +278,12 @@ def parse_bvh(text: str, *, path=None) -> BvhData:
         f = int(np.argmax(bad))
         raise DataError(path, f"MOTION row {f + 1} has NaN or infinite channel values",
                         line=motion_line + _row_line(body, f))
-    return BvhData(skeleton=skeleton, motion=motion, frame_time=frame_time, motion_line=motion_line)
+    with np.errstate(over="ignore"):
+        huge = (np.abs(motion) > MAX_ABS_RAW).any(axis=1)
+    if huge.any():
+        f = int(np.argmax(huge))
+        check_raw_values(path, motion[f], f"MOTION row {f + 1}", line=motion_line + _row_line(body, f))
+    return BvhData(skeleton=skeleton, motion=motion, frame_time=frame_time, motion_line=motion_line, notes=notes)
 
 
 def _row_line(body: str, row: int) -> int:
@@ -282,7 +308,7 @@ def _raise_motion_error(body: str, n_ch: int, n_frames: int, motion_line: int, p
             try:
                 float(t)
             except ValueError:
-                raise DataError(path, f"MOTION value {t!r} is not a number", line=motion_line + i) from None
+                raise DataError(path, f"MOTION value {short_value(t)} is not a number", line=motion_line + i) from None
         if len(toks) != n_ch:
             raise DataError(path, f"MOTION row has {len(toks)} values, the hierarchy has {n_ch} channels "
                                   f"(truncated or corrupt file)", line=motion_line + i)
@@ -372,7 +398,10 @@ def read_bvh(path: str | os.PathLike, *, mapping=None, fps: float = 30.0, units:
     stride = resample_stride(source_fps, fps)
     motion = data.motion[::stride]
     positions, rotations = bvh_forward(data.skeleton, motion)
-    return clip_to_poseset(
+    out = clip_to_poseset(
         positions, data.skeleton.names, path=path, rotations=rotations, parents=data.skeleton.parents, mapping=mapping, units=units, up=up,
         source_fps=source_fps, stride=stride, source=source or "", subject=subject or "",
         activity=activity or "", clip=clip or strip_suffixes(path.name), file_format="bvh")
+    for note in data.notes:
+        warnings.warn(note, stacklevel=2)
+    return out

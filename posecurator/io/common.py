@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 import math
 import os
+import reprlib
 import warnings
 import zlib
 from pathlib import Path
@@ -22,7 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from posecurator.errors import DataError, MappingError
-from posecurator.poseset import PoseSet
+from posecurator.poseset import (  # noqa: F401  (the limits and npz access are re-exported for the readers)
+    MAX_ABS_MM, MAX_ABS_PX, MAX_FPS, MIN_FPS, PoseSet, read_npz_arrays, read_npz_headers,
+)
 from posecurator.skeleton.mapping import get_mapping
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -44,6 +47,115 @@ _TYPICAL_HEIGHT_M = math.sqrt(PLAUSIBLE_HEIGHT_M[0] * PLAUSIBLE_HEIGHT_M[1])
 # the 17-joint target spans (the ankle is above the sole; the hip is beside, not above, the pelvis).
 # Measured on HDM05, whose ASF files give their units: 0.93-0.95.
 _CHAIN_TO_HEIGHT = 0.94
+
+
+# Any number a mocap file stores (angles in degrees, lengths in its own units) beyond this is
+# corrupt: bounding the raw values first keeps forward kinematics free of overflow, and the
+# result is checked against MAX_ABS_MM after the unit conversion anyway.
+MAX_ABS_RAW = 1e7
+
+
+# ---------------------------------------------------------------------- validation
+class _ShortRepr(reprlib.Repr):
+    """reprlib that never walks a huge container and writes numpy scalars as Python values."""
+
+    def repr1(self, x, level):
+        if isinstance(x, np.generic):
+            x = x.item()
+        elif isinstance(x, np.ndarray):
+            return f"<array {x.shape} {x.dtype}>" if x.size > 6 else self.repr1(x.tolist(), level)
+        return super().repr1(x, level)
+
+
+_SHORT = _ShortRepr()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxtuple, _SHORT.maxdict, _SHORT.maxset = 2, 4, 4, 3, 3
+_SHORT.maxstring, _SHORT.maxlong, _SHORT.maxother = 60, 30, 60
+
+
+def short_value(value, limit: int = 40) -> str:
+    """A value as it may appear in a one-line error message: Python-style (numpy scalars and
+    small arrays converted first, so never ``np.str_('...')``), one line, at most ``limit``
+    characters (long strings, numbers and containers are cut with "...")."""
+    text = _SHORT.repr(value).replace("\n", " ")
+    return text if len(text) <= limit else text[: max(0, limit - 3)] + "..."
+
+
+def one_line(error, limit: int = 120) -> str:
+    """An exception (or text) as one short line, for wrapping a library's message in a DataError."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def is_int(value) -> bool:
+    """A JSON/Python integer (bool is not one)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def is_number(value) -> bool:
+    """A JSON/Python real number (bool is not one; NaN and inf are, check them separately)."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def check_fps(path, fps, *, what: str = "frame rate", line: int | None = None) -> float:
+    """``fps`` as a float when it is a number in [MIN_FPS, MAX_FPS], else DataError."""
+    if not is_number(fps) or not MIN_FPS <= fps <= MAX_FPS:  # also False for NaN
+        raise DataError(path, f"{what} must be a number of frames per second in [{MIN_FPS:g}, {MAX_FPS:g}], "
+                              f"got {short_value(fps)}", line=line)
+    return float(fps)
+
+
+def check_real(path, arr: np.ndarray, what: str, *, kinds: str = "fiu") -> np.ndarray:
+    """DataError unless ``arr`` holds real numbers (dtype kind in ``kinds``: no complex, strings,
+    booleans, objects or records, which a cast would silently turn into something else)."""
+    if arr.dtype.kind not in kinds:
+        want = "integers" if "f" not in kinds else "real numbers"
+        raise DataError(path, f"{what} must hold {want}, not {arr.dtype}")
+    return arr
+
+
+def check_coordinates(path, coords: np.ndarray, limit: float, *, what: str, unit: str = "mm",
+                      row_name=None, mask: np.ndarray | None = None) -> None:
+    """DataError naming the first row with a NaN/infinite coordinate or one beyond ``limit``.
+
+    coords: (N, ..., D); mask: (N, ...) bool of the points that must be checked (None: all);
+    row_name: i -> how the message names row i (default "sample i")."""
+    coords = np.asarray(coords)
+    if coords.size == 0:
+        return
+    with np.errstate(invalid="ignore", over="ignore"):
+        nonfinite = ~np.isfinite(coords).all(axis=-1)
+        beyond = (np.abs(coords) > limit).any(axis=-1) & ~nonfinite
+    for bad, problem in ((nonfinite, "a NaN or infinite coordinate"), (beyond, f"a coordinate beyond {limit:g} {unit}")):
+        if mask is not None:
+            bad = bad & mask
+        per_row = bad.reshape(len(bad), -1).any(axis=1)
+        if per_row.any():
+            i = int(np.argmax(per_row))
+            name = row_name(i) if row_name is not None else f"sample {i}"
+            raise DataError(path, f"{what}: {name} has {problem}")
+
+
+def check_raw_values(path, values: np.ndarray, what: str, *, line=None) -> None:
+    """DataError when a mocap file's numbers (``values`` any shape) are not finite or beyond MAX_ABS_RAW."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        ok = np.isfinite(values) & (np.abs(values) <= MAX_ABS_RAW)
+    if not ok.all():
+        bad = np.asarray(values).reshape(-1)[int(np.argmax(~ok.reshape(-1)))]
+        problem = "is NaN or infinite" if not np.isfinite(bad) else f"is beyond {MAX_ABS_RAW:g}"
+        raise DataError(path, f"{what}: value {short_value(bad)} {problem} (corrupt file?)", line=line)
+
+
+def check_poseset(path, ps: PoseSet) -> None:
+    """What every reader's result must satisfy (import_path checks each file's): a frame rate in
+    [MIN_FPS, MAX_FPS], finite 3D within MAX_ABS_MM, finite labelled 2D within MAX_ABS_PX."""
+    check_fps(path, ps.fps)
+    # the same test as PoseSet.check_finite (labelled 2D only), with a message free of numpy reprs
+    row = lambda i: f"sample {i} (clip {short_value(str(ps.clip[i]), 60)}, frame {int(ps.frame[i])})"  # noqa: E731
+    if ps.joints3d is not None:
+        check_coordinates(path, ps.joints3d, MAX_ABS_MM, what="joints3d", row_name=row)
+    if ps.joints2d is not None:
+        labelled = None if ps.visibility is None else ps.visibility > 0
+        check_coordinates(path, ps.joints2d, MAX_ABS_PX, what="joints2d", unit="px", row_name=row, mask=labelled)
 
 
 # ---------------------------------------------------------------------- files
@@ -369,9 +481,13 @@ def clip_to_poseset(positions: np.ndarray, names, *, path, rotations: np.ndarray
         raise ValueError(f"positions must be (F, {len(names)}, 3), got {positions.shape}")
     if len(positions) == 0:
         raise DataError(path, "the clip has no frames")
+    check_fps(path, source_fps, what="the file's frame rate")
+    # the readers bound their raw numbers, so this is a guard: no overflow warning may reach the user
+    check_raw_values(path, positions, "joint positions after forward kinematics")
     chosen = get_mapping(mapping, names, path=path)
     joints = chosen.apply(positions, names, rotations=rotations, path=path)   # (F, 17, 3) source units
     height_raw = standing_height_raw(joints)
+    notes: list[str] = []   # warned once the clip has passed every check: no warning before an error line
     if not (np.isfinite(height_raw) and height_raw > 0):
         raise DataError(path, "cannot measure the body: mapped bones have zero or non-finite length "
                               f"(mapping {chosen.where()})")
@@ -389,12 +505,11 @@ def clip_to_poseset(positions: np.ndarray, names, *, path, rotations: np.ndarray
         unit_name, scale = guess_units(height_raw)
         how = "guessed"
         if file_units is not None:
-            warnings.warn(f"{path}: the file's length unit gives a body {height_raw * metres_per_unit(file_units):.2f} m "
-                           f"tall; using {unit_name} instead", stacklevel=3)
+            notes.append(f"{path}: the file's length unit gives a body {height_raw * metres_per_unit(file_units):.2f} m "
+                         f"tall; using {unit_name} instead")
     height_m = height_raw * scale
     if how != "given" and not (PLAUSIBLE_HEIGHT_M[0] * 0.7 <= height_m <= PLAUSIBLE_HEIGHT_M[1] * 1.3):
-        warnings.warn(f"{path}: body is {height_m:.2f} m tall in unit {unit_name}; pass units= if that is wrong",
-                       stacklevel=3)
+        notes.append(f"{path}: body is {height_m:.2f} m tall in unit {unit_name}; pass units= if that is wrong")
 
     if up is not None and str(up).lower() != "auto":
         up_axis, up_how = normalize_up(up), "given"
@@ -412,6 +527,11 @@ def clip_to_poseset(positions: np.ndarray, names, *, path, rotations: np.ndarray
     floor = floor_height(positions[:, body] @ to_world[2])               # (F, S_body) heights in mm
     world = joints @ to_world.T
     world[..., 2] -= floor
+    # A unit the caller gives is taken at its word (even one that makes the body 100 times too
+    # large); only a unit the reader chose must give a body within MAX_ABS_MM of the origin.
+    limit = MAX_ABS_MM if how != "given" else 1e3 * MAX_ABS_MM
+    check_coordinates(path, world, limit, what=f"joints in millimetres (unit {unit_name})",
+                      row_name=lambda i: f"source frame {i * stride + 1}")
     fps_out = source_fps / stride
     attrs = {
         "units": unit_name, "metres_per_unit": scale, "units_from": how, "up": up_axis, "up_from": up_how,
@@ -421,4 +541,6 @@ def clip_to_poseset(positions: np.ndarray, names, *, path, rotations: np.ndarray
     out = PoseSet(joints3d=world.astype(np.float32), source=source, subject=subject, activity=activity,
                   clip=clip, frame=np.arange(len(world), dtype=np.int32), fps=float(fps_out), attrs=attrs)
     out.check_finite(path)
+    for note in notes:
+        warnings.warn(note, stacklevel=3)
     return out

@@ -57,7 +57,9 @@ from pathlib import Path
 import numpy as np
 
 from posecurator.errors import DataError
-from posecurator.io.common import forward_kinematics, read_text, up_rotation
+from posecurator.io.common import (
+    MAX_ABS_MM, MAX_ABS_RAW, check_coordinates, forward_kinematics, read_text, short_value, up_rotation,
+)
 from posecurator.poseset import PoseSet
 from posecurator.skeleton import H36M17
 
@@ -90,6 +92,8 @@ H36M_FROM_LINK: dict[str, str] = {
 }
 HEAD_LINK = "neck"
 FOOT_LINKS = ("right_ankle", "left_ankle")
+# A resampled clip longer than this many frames comes from corrupt durations (a day at 10 fps).
+MAX_OUTPUT_FRAMES = 1_000_000
 
 
 def pybullet_data_path() -> Path:
@@ -357,15 +361,28 @@ def _read_frames(path: Path) -> tuple[np.ndarray, str]:
         if not isinstance(row, list) or len(row) != FRAME_WIDTH:
             raise DataError(path, f"frame {i} has {len(row) if isinstance(row, list) else 'no'} numbers, expected {FRAME_WIDTH} (humanoid3d layout)")
     try:
-        frames = np.array(rows, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise DataError(path, "\"Frames\" holds values that are not numbers") from None
+        frames = np.array(rows)  # no dtype: strings, nulls and booleans must not become numbers
+    except (TypeError, ValueError, OverflowError):
+        frames = None
+    if frames is None or frames.dtype.kind not in "iuf" or frames.shape != (len(rows), FRAME_WIDTH):
+        raise DataError(path, "\"Frames\" holds values that are not numbers")
+    frames = frames.astype(np.float64)
     if not np.isfinite(frames).all():
         i = int(np.argmax(~np.isfinite(frames).all(axis=1)))
         raise DataError(path, f"frame {i} has NaN or infinite values")
+    if (np.abs(frames) > MAX_ABS_RAW).any():
+        i = int(np.argmax((np.abs(frames) > MAX_ABS_RAW).any(axis=1)))
+        raise DataError(path, f"frame {i} has a value beyond {MAX_ABS_RAW:g} (corrupt file?)")
     if (frames[:-1, 0] < 0).any() or (len(frames) > 1 and frames[:-1, 0].sum() <= 0):
         raise DataError(path, "frame durations must be non-negative and not all zero")
-    return frames, str(data.get("Loop", ""))
+    # a zero quaternion is no rotation at all: normalising it would divide by zero
+    quat_starts = [ROOT_QUATERNION.start] + [start for _, start, width in MOTION_COLUMNS if width == 4]
+    norms = np.stack([np.linalg.norm(frames[:, q:q + 4], axis=1) for q in quat_starts], axis=1)
+    if (norms < 1e-6).any():
+        i, k = (int(v) for v in np.argwhere(norms < 1e-6)[0])
+        raise DataError(path, f"frame {i}: the quaternion in columns {quat_starts[k]}-{quat_starts[k] + 3} is zero")
+    loop = data.get("Loop", "")
+    return frames, loop if isinstance(loop, str) else short_value(loop)
 
 
 def clip_activity(path: str | os.PathLike) -> str:
@@ -387,11 +404,16 @@ def read_deepmimic(path: str | os.PathLike, *, fps: float = 30.0, urdf: str | os
         raise ValueError(f"fps must be positive, got {fps}")
     path = Path(path)
     frames, loop = _read_frames(path)
+    n_out = frames[:-1, 0].sum() * fps
+    if n_out > MAX_OUTPUT_FRAMES:
+        raise DataError(path, f"frame durations add up to {frames[:-1, 0].sum():.4g} s: more than "
+                              f"{MAX_OUTPUT_FRAMES} frames at {fps:g} fps (corrupt durations?)")
     model = load_humanoid(urdf)
     sampled = resample_motion(frames, fps)
     positions, rotations = link_transforms(sampled, model)
     joints = humanoid_to_h36m17(positions, rotations, model)
     joints_mm = 1000.0 * joints @ up_rotation("+y").T
+    check_coordinates(path, joints_mm, MAX_ABS_MM, what="joints in millimetres", row_name=lambda i: f"output frame {i}")
     sole_mm = 1000.0 * float(foot_sole_height(positions, rotations, model).min())
     activity = clip_activity(path)
     return PoseSet(

@@ -50,7 +50,7 @@ from pathlib import Path
 import numpy as np
 
 from posecurator.errors import DataError, PoseCuratorError
-from posecurator.io.common import strip_suffixes
+from posecurator.io.common import check_poseset, one_line, strip_suffixes
 from posecurator.poseset import META_FILE, PoseSet
 
 KNOWN_SOURCES = ("hdm05", "bandai", "cmu", "reactidle")
@@ -178,7 +178,8 @@ def _read_index(path: Path) -> dict[str, dict[str, str]]:
         raise DataError(path, f"cannot read label index: {e}") from None
     out = {}
     for row in rows:
-        row = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()}
+        # a row with more fields than the header puts the extras in a list under the key None
+        row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k is not None and isinstance(v, (str, type(None)))}
         key = next((row[c] for c in KEY_COLUMNS if row.get(c)), None)
         if key:
             out[strip_suffixes(key).lower()] = row
@@ -195,23 +196,27 @@ def _bandai_json_labels(path: Path) -> dict[str, str] | None:
         return None
     try:
         data = json.loads(side.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    except (OSError, ValueError, RecursionError):
+        return None   # labels, not data: an unreadable label file leaves the clip unlabelled
     if not isinstance(data, dict) or "content" not in data:
         return None
     out = {}
     for key in ("content", "style"):
-        if key not in data:
-            continue
-        value = str(data[key])
+        raw = data.get(key)
+        if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
+            continue   # not a label (a list, an object, null)
+        value = str(raw)[:100]
         for folder in (path.parent, path.parent.parent, path.parent.parent.parent):
             labels = folder / "cfg" / f"{key}_label.txt"
             if labels.is_file():
-                names = labels.read_text(encoding="utf-8").split()
                 try:
-                    value = re.sub(r"^dataset-\d+_", "", names[int(data[key])])
-                except (ValueError, IndexError):
-                    pass
+                    names = labels.read_text(encoding="utf-8").split()
+                except (OSError, UnicodeDecodeError):
+                    break
+                if isinstance(raw, int) and 0 <= raw < len(names):
+                    value = re.sub(r"^dataset-\d+_", "", names[raw])
+                elif isinstance(raw, str) and raw.isdecimal() and int(raw) < len(names):
+                    value = re.sub(r"^dataset-\d+_", "", names[int(raw)])
                 break
         out[key] = value
     return out
@@ -319,7 +324,7 @@ def _read_one(path: Path, kind: str, root: Path, *, clip: str, mapping, fps: flo
         ps = ps.replace(source=np.full(len(ps), source))
     if root.is_dir() and path != root:  # keep clip ids unique across files
         ps = ps.replace(clip=np.char.add(clip + ":", ps.clip.astype(str)))
-    ps.check_finite(path)
+    check_poseset(path, ps)
     return ps, None
 
 
@@ -355,7 +360,8 @@ def import_path(src: str | os.PathLike, *, mapping=None, fps: float = 30.0, prog
         except PoseCuratorError:
             raise
         except (ValueError, KeyError, IndexError, OSError, UnicodeDecodeError) as e:
-            raise DataError(path, f"cannot read {kind} file: {e}") from None
+            # the readers validate what they read; this catches what they missed, in one line
+            raise DataError(path, f"cannot read {kind} file: {one_line(e)}") from None
         if len(ps) == 0:
             continue
         parts.append(ps)

@@ -6,8 +6,10 @@ The original files hold Python dicts as pickled 0-d object arrays: ``positions_3
 (F, 32, 3) float32 metres in the Human3.6M world frame (Z up), ``positions_2d[subject][action]``
 a list with one (F, 17, 2) float32 pixel array per camera, and ``metadata`` (``layout_name``,
 ``num_joints``, ``keypoints_symmetry``). Reading them needs unpickling, which posecurator never
-does: :func:`read_videopose3d_npz` explains how to convert such a file once, where the user trusts
-it, through :func:`videopose3d_from_dicts`.
+does. Where the user trusts such a file, it is converted once: load its dicts the way VideoPose3D
+does (``numpy.load`` with its allow_pickle option, then ``.item()`` on each array), pass them to
+:func:`videopose3d_from_dicts` and save a pickle-free copy with :func:`write_videopose3d_npz`
+(:func:`read_videopose3d_npz`'s error on such a file names these two functions).
 
 :func:`write_videopose3d_npz` writes one file that serves both sides:
 
@@ -52,8 +54,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,6 +61,10 @@ import numpy as np
 
 from posecurator.camera import Camera, evaluation_rig
 from posecurator.errors import DataError
+from posecurator.io.common import (
+    MAX_ABS_MM, MAX_ABS_PX, MAX_ABS_RAW, check_coordinates, check_fps, check_real, is_int, is_number, one_line,
+    read_npz_arrays, read_npz_headers, short_value,
+)
 from posecurator.poseset import PoseSet
 from posecurator.skeleton import COCO17, H36M17
 
@@ -87,44 +91,22 @@ def npz_headers(path: str | os.PathLike) -> dict[str, tuple[tuple[int, ...], np.
     """Shape and dtype of every array of an npz file, from the .npy headers alone.
 
     Nothing is loaded or unpickled, so this also describes files whose object arrays posecurator
-    will not read. Raises DataError for a file that is not a readable zip of .npy arrays."""
-    path = Path(path)
-    readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
-    out = {}
-    try:
-        with zipfile.ZipFile(path) as zf:
-            for info in zf.infolist():
-                if not info.filename.endswith(".npy"):
-                    continue
-                name = info.filename[: -len(".npy")]
-                with zf.open(info) as f:
-                    version = np.lib.format.read_magic(f)
-                    if version not in readers:
-                        raise DataError(path, f"array {name!r} uses .npy format version {version}, which this reader does not handle")
-                    shape, _, dtype = readers[version](f)
-                out[name] = (tuple(shape), dtype)
-    except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error) as e:
-        raise DataError(path, f"not a readable npz file (corrupt or truncated?): {e}") from None
-    return out
+    will not read. Raises DataError for a file that is not a readable zip of .npy arrays (garbled
+    headers included: :func:`posecurator.poseset.read_npz_headers`)."""
+    return read_npz_headers(path)
 
 
 def _load_arrays(path: Path, names) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {n: z[n] for n in names}
-    except KeyError as e:
-        raise DataError(path, f"missing array {e}") from None
-    except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error) as e:
-        raise DataError(path, f"cannot read arrays {', '.join(names)}: {e}") from None
+    return read_npz_arrays(path, names)
 
 
 def _pickled_error(path: Path, names) -> DataError:
+    # one line: the how-to (load the dicts yourself where you trust the file, as VideoPose3D does,
+    # then videopose3d_from_dicts and write_videopose3d_npz) is in the module docstring
     return DataError(path, (
-        f"holds pickled Python objects ({', '.join(names)}), as VideoPose3D writes them; posecurator "
-        "never unpickles data. If you trust the file, load its dicts yourself the way VideoPose3D "
-        "does (numpy.load with its allow_pickle option, then .item() on each array), pass them to "
-        "posecurator.io.h36m_npz.videopose3d_from_dicts(...) and save a pickle-free copy with "
-        "posecurator.io.h36m_npz.write_videopose3d_npz(...)"))
+        f"holds pickled Python objects ({short_value(', '.join(names), 60)}), as VideoPose3D writes them, which "
+        "posecurator never unpickles; where you trust the file, convert it once with "
+        "posecurator.io.h36m_npz.videopose3d_from_dicts and write_videopose3d_npz"))
 
 
 def _write_atomic(files: dict[Path, callable]) -> None:
@@ -344,6 +326,8 @@ def _read_json_scalar(path: Path, key: str) -> dict:
         meta = json.loads(str(arr))
     except json.JSONDecodeError as e:
         raise DataError(path, f"{key} is not valid JSON: {e.msg}") from None
+    except (ValueError, RecursionError) as e:  # integers of thousands of digits, absurd nesting
+        raise DataError(path, f"{key} is not valid JSON: {one_line(e, 60)}") from None
     if not isinstance(meta, dict):
         raise DataError(path, f"{key} is not a JSON object")
     return meta
@@ -351,12 +335,30 @@ def _read_json_scalar(path: Path, key: str) -> dict:
 
 def _check_format(path: Path, meta: dict, name: str, version: int) -> None:
     if meta.get("format") != name:
-        raise DataError(path, f"unknown layout {meta.get('format')!r}; expected {name!r}")
+        raise DataError(path, f"unknown layout {short_value(meta.get('format'))}; expected {name!r}")
     v = meta.get("version")
-    if not isinstance(v, int) or v < 1:
-        raise DataError(path, f"{name} version {v!r} is not a positive integer")
+    if not is_int(v) or v < 1:
+        raise DataError(path, f"{name} version {short_value(v)} is not a positive integer")
     if v > version:
         raise DataError(path, f"{name} version {v} is newer than this posecurator understands ({version}); upgrade posecurator")
+
+
+def _text_field(path: Path, entry: dict, key: str, where: str, default: str | None = None) -> str:
+    """A string field of a metadata object (DataError when absent without default, or not text)."""
+    value = entry.get(key, default)
+    if value is None:
+        raise DataError(path, f"{where} lacks {key!r}")
+    if not isinstance(value, str) or len(value) > 1000:
+        raise DataError(path, f"{where}: {key!r} must be text, got {short_value(value)}")
+    return value
+
+
+def _frame_numbers(path: Path, frame: np.ndarray, where: str) -> np.ndarray:
+    """Frame indices as int32: an integer array whose values fit (never a silent wrap-around)."""
+    check_real(path, frame, f"{where} frame", kinds="iu")
+    if frame.size and (int(frame.min()) < 0 or int(frame.max()) > np.iinfo(np.int32).max):
+        raise DataError(path, f"{where}: frame numbers must be between 0 and {np.iinfo(np.int32).max}")
+    return frame.astype(np.int32)
 
 
 def read_videopose3d_npz(path: str | os.PathLike, *, views: bool = False) -> PoseSet:
@@ -365,6 +367,8 @@ def read_videopose3d_npz(path: str | os.PathLike, *, views: bool = False) -> Pos
     ``views=False``: one row per frame, 3D only. ``views=True``: one row per (camera, frame) with
     the 2D pixels and the camera (the file's camera table becomes ``ps.cameras``).
     Original VideoPose3D files (pickled dicts only) raise a DataError that says how to convert them.
+    Metadata of the wrong type or range (fps, units, sequence fields, camera indices) and arrays
+    that are not real numbers, not finite or beyond MAX_ABS_MM / MAX_ABS_PX raise DataError too.
     """
     path = Path(path)
     headers = npz_headers(path)
@@ -372,44 +376,60 @@ def read_videopose3d_npz(path: str | os.PathLike, *, views: bool = False) -> Pos
         pickled = [k for k in VP3D_PICKLED_KEYS if k in headers and headers[k][1].hasobject]
         if pickled:
             raise _pickled_error(path, pickled)
-        raise DataError(path, f"unknown npz layout (arrays: {', '.join(sorted(headers)) or 'none'}); expected a VideoPose3D file written by posecurator (metadata_json)")
+        raise DataError(path, f"unknown npz layout (arrays: {short_value(', '.join(sorted(headers)) or 'none', 80)}); "
+                              "expected a VideoPose3D file written by posecurator (metadata_json)")
     meta = _read_json_scalar(path, "metadata_json")
     _check_format(path, meta, VP3D_FORMAT, VP3D_VERSION)
-    scale = {"m": 1000.0, "mm": 1.0}.get(meta.get("units", "m"))
+    units = meta.get("units", "m")
+    scale = {"m": 1000.0, "mm": 1.0}.get(units) if isinstance(units, str) else None
     if scale is None:
-        raise DataError(path, f"unknown units {meta.get('units')!r}")
+        raise DataError(path, f"unknown units {short_value(units)} (expected 'm' or 'mm')")
+    fps = check_fps(path, meta.get("fps", H36M_VIDEO_FPS), what="metadata_json 'fps'")
     sequences = meta.get("sequences")
     if not isinstance(sequences, list) or not all(isinstance(s, dict) for s in sequences):
         raise DataError(path, "metadata_json has no list of sequence objects")
     table = meta.get("cameras", [])
+    if not isinstance(table, list) or not all(isinstance(c, dict) for c in table):
+        raise DataError(path, "metadata_json 'cameras' must be a list of camera objects")
     wanted = ["positions_3d", "frame"] + (["positions_2d"] if views else [])
     names = [f"{key}.{i:05d}" for i in range(len(sequences)) for key in wanted]
     missing = [n for n in names if n not in headers]
     if missing:
         raise DataError(path, f"metadata_json lists {len(sequences)} sequences but arrays {', '.join(missing[:3])} are missing")
     arr = _load_arrays(path, names)
-    seqs = []
-    for i, s in enumerate(sequences):
-        pos3d, frame = arr[f"positions_3d.{i:05d}"], arr[f"frame.{i:05d}"]
-        if pos3d.ndim != 3 or pos3d.shape[2] != 3 or frame.shape != (len(pos3d),):
-            raise DataError(path, f"sequence {i}: positions_3d {pos3d.shape} and frame {frame.shape} do not fit (F, J, 3) and (F,)")
-        joints2d, cams = None, None
-        if views:
-            joints2d = _to_h36m17(path, arr[f"positions_2d.{i:05d}"], f"sequence {i} positions_2d")
-            cams = [int(c) for c in s.get("cameras", [])]
-            if joints2d.ndim != 4 or joints2d.shape[1] != len(pos3d) or joints2d.shape[-1] != 2 or len(cams) != len(joints2d):
-                raise DataError(path, f"sequence {i}: positions_2d {joints2d.shape} does not fit ({len(cams)} cameras, {len(pos3d)} frames, 17, 2)")
-            if any(not 0 <= c < len(table) for c in cams):
-                raise DataError(path, f"sequence {i}: camera index outside the camera table")
-        try:
-            seqs.append(_Sequence(subject=str(s["subject"]), clip=str(s.get("clip", s["action"])),
-                                  activity=str(s.get("activity", h36m_activity(str(s["action"])))),
-                                  source=str(s.get("source", "")), frame=frame.astype(np.int32),
-                                  joints3d=_to_h36m17(path, pos3d, f"sequence {i} positions_3d").astype(np.float64) * scale,
-                                  joints2d=joints2d, cameras=cams))
-        except (KeyError, TypeError) as e:
-            raise DataError(path, f"sequence {i} lacks {e}") from None
-    return _sequences_to_poseset(path, seqs, views=views, fps=float(meta.get("fps", H36M_VIDEO_FPS)), camera_table=table)
+    seqs = [_vp3d_sequence(path, i, s, arr, scale=scale, views=views, n_cameras=len(table))
+            for i, s in enumerate(sequences)]
+    return _sequences_to_poseset(path, seqs, views=views, fps=fps, camera_table=table)
+
+
+def _vp3d_sequence(path: Path, i: int, s: dict, arr: dict, *, scale: float, views: bool, n_cameras: int) -> _Sequence:
+    """Sequence i of a VideoPose3D file, every field checked."""
+    where = f"sequence {i}"
+    pos3d, frame = arr[f"positions_3d.{i:05d}"], arr[f"frame.{i:05d}"]
+    check_real(path, pos3d, f"{where} positions_3d")
+    if pos3d.ndim != 3 or pos3d.shape[2] != 3 or frame.shape != (len(pos3d),):
+        raise DataError(path, f"{where}: positions_3d {pos3d.shape} and frame {frame.shape} do not fit (F, J, 3) and (F,)")
+    joints3d = _to_h36m17(path, pos3d, f"{where} positions_3d").astype(np.float64) * scale
+    check_coordinates(path, joints3d, MAX_ABS_MM, what=f"{where} positions_3d", row_name=lambda f: f"frame {f}")
+    joints2d, cams = None, None
+    if views:
+        pos2d = check_real(path, arr[f"positions_2d.{i:05d}"], f"{where} positions_2d")
+        cams = s.get("cameras", [])
+        if not isinstance(cams, list) or not all(is_int(c) for c in cams):
+            raise DataError(path, f"{where}: 'cameras' must be a list of camera indices, got {short_value(cams)}")
+        if pos2d.ndim != 4 or pos2d.shape[1] != len(pos3d) or pos2d.shape[-1] != 2 or len(cams) != len(pos2d):
+            raise DataError(path, f"{where}: positions_2d {pos2d.shape} does not fit ({len(cams)} cameras, {len(pos3d)} frames, 17, 2)")
+        joints2d = _to_h36m17(path, pos2d, f"{where} positions_2d")
+        check_coordinates(path, joints2d.transpose(1, 0, 2, 3), MAX_ABS_PX, what=f"{where} positions_2d", unit="px",
+                          row_name=lambda f: f"frame {f}")
+        if any(not 0 <= c < n_cameras for c in cams):
+            raise DataError(path, f"{where}: camera index outside the camera table")
+        cams = [int(c) for c in cams]
+    action = _text_field(path, s, "action", where)
+    return _Sequence(subject=_text_field(path, s, "subject", where), clip=_text_field(path, s, "clip", where, action),
+                     activity=_text_field(path, s, "activity", where, h36m_activity(action)),
+                     source=_text_field(path, s, "source", where, ""), frame=_frame_numbers(path, frame, where),
+                     joints3d=joints3d, joints2d=joints2d, cameras=cams)
 
 
 def videopose3d_from_dicts(positions_3d: dict | None = None, positions_2d: dict | None = None,
@@ -536,24 +556,109 @@ def _find_camera_file(path: Path, cameras) -> Path:
         if c.is_file():
             return c
     pickled = [c for c in (path.with_name("cameras.pkl"), path.parent.parent / "cameras.pkl") if c.is_file()]
-    hint = (f"; {pickled[0]} is a pickle, which posecurator never reads: where you trust it, save its dict as JSON "
+    hint = (f"; {pickled[0].name} is a pickle, which posecurator never reads: where you trust it, save its dict as JSON "
             "with keys \"<subject>,<camera_id>\" and arrays as lists, and pass that file as cameras=") if pickled else ""
-    raise DataError(path, "no camera file to turn S (camera frame) into world coordinates; looked for "
-                    + ", ".join(str(c) for c in candidates) + hint)
+    raise DataError(path, f"no camera file to turn S (camera frame) into world coordinates; looked for {candidates[0].name} "
+                          "and cameras.json beside it and one folder up" + hint)
+
+
+# The 20-digit frame number of a corrupt imgname must not overflow: frames of a video fit in 9 digits.
+_MAX_FRAME_DIGITS = 9
 
 
 def _parse_imgnames(path: Path, names: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """mmpose imgnames -> subject, sequence, camera id (str arrays) and 1-based frame number (int64)."""
+    if names.dtype.kind != "U":
+        raise DataError(path, f"imgname must be an array of text (fixed-width unicode), not {names.dtype}")
     base = np.char.rpartition(names, "/")[:, 2]
     subj, _, rest = np.char.partition(base, "_").T
     seq, _, rest = np.char.partition(rest, ".").T
     cam, _, rest = np.char.partition(rest, "_").T
     number = np.char.partition(rest, ".")[:, 0]
-    ok = (np.char.str_len(subj) > 0) & (np.char.str_len(seq) > 0) & (np.char.str_len(cam) > 0) & np.char.isdigit(number)
+    digits = np.char.str_len(number)
+    # ASCII digits only (stripping them leaves nothing), 1 to 9 of them
+    ok = (np.char.str_len(subj) > 0) & (np.char.str_len(seq) > 0) & (np.char.str_len(cam) > 0)
+    ok &= (digits > 0) & (digits <= _MAX_FRAME_DIGITS) & (np.char.str_len(np.char.strip(number, "0123456789")) == 0)
     if not ok.all():
         i = int(np.argmax(~ok))
-        raise DataError(path, f"imgname {i} {names[i]!r} is not <subject>_<sequence>.<camera>_<frame>.jpg")
+        raise DataError(path, f"imgname {i} {short_value(str(names[i]), 80)} is not <subject>_<sequence>.<camera>_<frame>.jpg "
+                              f"(frame: 1 to {_MAX_FRAME_DIGITS} digits)")
     return subj, seq, cam, number.astype(np.int64)
+
+
+def _json_floats(value, sizes: tuple[int, ...]) -> np.ndarray | None:
+    """A JSON number or (nested) list of numbers, flattened to float64 when its count is one of
+    ``sizes`` and every number is finite and within MAX_ABS_RAW; else None."""
+    flat, stack = [], [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, list) and len(flat) + len(stack) <= 16:
+            stack.extend(reversed(v))
+        elif is_number(v) and abs(v) <= MAX_ABS_RAW:  # False for NaN and inf too
+            flat.append(float(v))
+        else:
+            return None
+    return np.array(flat, dtype=np.float64) if len(flat) in sizes else None
+
+
+def _mmpose_camera(cam_path: Path, key: str, p, npz_name: str) -> tuple[Camera, np.ndarray, np.ndarray]:
+    """One camera of an mmpose camera JSON: (Camera, R camera-to-world (3, 3), T centre metres (3,))."""
+    if not isinstance(p, dict):
+        raise DataError(cam_path, f"camera {short_value(key)} is not a JSON object")
+    shapes = {"R": (9,), "T": (3,), "f": (1, 2), "c": (2,), "k": (3,), "p": (2,)}
+    values = {}
+    for name, sizes in shapes.items():
+        if name not in p:
+            if name in ("k", "p"):
+                continue
+            raise DataError(cam_path, f"camera {short_value(key)}: bad or missing parameter {name!r} (needed by {npz_name})")
+        values[name] = _json_floats(p[name], sizes)
+        if values[name] is None:
+            raise DataError(cam_path, f"camera {short_value(key)}: {name!r} must be {' or '.join(map(str, sizes))} finite "
+                                      f"numbers, got {short_value(p[name])}")
+    R = values["R"].reshape(3, 3)
+    if not np.allclose(R @ R.T, np.eye(3), atol=1e-3) or np.linalg.det(R) < 0:
+        raise DataError(cam_path, f"camera {short_value(key)}: 'R' is not a rotation matrix")
+    if not (values["f"] > 0).all():
+        raise DataError(cam_path, f"camera {short_value(key)}: focal lengths 'f' must be positive")
+    sides = []
+    for name in ("w", "h"):
+        side = p.get(name, 1000)
+        if not is_int(side) or not 1 <= side <= MAX_ABS_PX:
+            raise DataError(cam_path, f"camera {short_value(key)}: {name!r} must be a positive integer up to "
+                                      f"{MAX_ABS_PX:g}, got {short_value(side)}")
+        sides.append(int(side))
+    label = p.get("name", key)
+    if not isinstance(label, str) or len(label) > 1000:
+        raise DataError(cam_path, f"camera {short_value(key)}: 'name' must be text, got {short_value(label)}")
+    T = values["T"]
+    camera = Camera(R=R.T, t=-R.T @ (T * 1000.0), f=values["f"], c=values["c"], width=sides[0], height=sides[1],
+                    k=values.get("k"), p=values.get("p"), name=label)
+    return camera, R, T
+
+
+def _read_camera_json(cam_path: Path) -> dict:
+    try:
+        cam_meta = json.loads(Path(cam_path).read_text())
+    except json.JSONDecodeError as e:
+        raise DataError(cam_path, f"corrupt camera JSON: {e.msg}", line=e.lineno) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(cam_path, f"cannot read camera file: {one_line(e)}") from None
+    except (ValueError, RecursionError) as e:  # integers of thousands of digits, absurd nesting
+        raise DataError(cam_path, f"corrupt camera JSON: {one_line(e, 60)}") from None
+    if not isinstance(cam_meta, dict):
+        raise DataError(cam_path, "camera file is not a JSON object")
+    return cam_meta
+
+
+def _sequence_labels(cam_path: Path, seq_meta: dict, key: str, subject: str, sequence: str, source: str) -> tuple:
+    """(subject, activity, clip, source) of one sequence: the camera file's, else from its imgname."""
+    m = seq_meta.get(key, {})
+    if not isinstance(m, dict):
+        raise DataError(cam_path, f"sequence {short_value(key)} is not a JSON object")
+    where = f"sequence {short_value(key)}"
+    return (_text_field(cam_path, m, "subject", where, subject), _text_field(cam_path, m, "activity", where, h36m_activity(sequence)),
+            _text_field(cam_path, m, "clip", where, f"{subject}/{sequence}"), _text_field(cam_path, m, "source", where, source))
 
 
 def read_mmpose_h36m_npz(path: str | os.PathLike, *, cameras: str | os.PathLike | None = None, views: bool = False,
@@ -566,6 +671,9 @@ def read_mmpose_h36m_npz(path: str | os.PathLike, *, cameras: str | os.PathLike 
     with ``part`` as 2D, its visibility flag as ``visibility`` and the camera table.
     Frame rate: ``fps``, else the camera file's, else mmpose's folder name ``fps<N>``, else 50;
     frame numbers are the imgname's (1-based, counted at 50 fps in mmpose's own files).
+    Arrays that are not real numbers, imgnames that do not parse, camera parameters of the wrong
+    type or range (R not a rotation, f not positive, sizes not positive integers), an fps out of
+    range and world joints beyond MAX_ABS_MM raise DataError naming the file.
     """
     path = Path(path)
     headers = npz_headers(path)
@@ -576,59 +684,49 @@ def read_mmpose_h36m_npz(path: str | os.PathLike, *, cameras: str | os.PathLike 
     expected = {"imgname": (n,), "center": (n, 2), "scale": (n,), "part": (n, 17, 3), "S": (n, 17, 4)}
     for k, shape in expected.items():
         if headers[k][0] != shape:
-            raise DataError(path, f"array {k} has shape {headers[k][0]}, expected {shape}")
+            raise DataError(path, f"array {k} has shape {short_value(headers[k][0])}, expected {shape}")
     if headers["imgname"][1].hasobject:
         raise _pickled_error(path, ["imgname"])
     cam_path = _find_camera_file(path, cameras)
-    try:
-        cam_meta = json.loads(Path(cam_path).read_text())
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(cam_path, f"cannot read camera file: {e}") from None
-    except json.JSONDecodeError as e:
-        raise DataError(cam_path, f"corrupt camera JSON: {e.msg}", line=e.lineno) from None
-    if not isinstance(cam_meta, dict):
-        raise DataError(cam_path, "camera file is not a JSON object")
+    cam_meta = _read_camera_json(cam_path)
     ours = "format" in cam_meta
     if ours:
         _check_format(cam_path, cam_meta, MMPOSE_CAMERAS_FORMAT, MMPOSE_CAMERAS_VERSION)
     cam_params = cam_meta.get("cameras", {}) if ours else cam_meta
     seq_meta = cam_meta.get("sequences", {}) if ours else {}
+    if not isinstance(cam_params, dict) or not isinstance(seq_meta, dict):
+        raise DataError(cam_path, "'cameras' and 'sequences' must be JSON objects keyed by name")
 
     arr = _load_arrays(path, MMPOSE_KEYS)
+    for k in ("center", "scale", "part", "S"):
+        check_real(path, arr[k], f"array {k}")
     subj, seq, cam, number = _parse_imgnames(path, arr["imgname"])
     cam_keys, cam_inv = np.unique(np.char.add(np.char.add(subj, ","), cam), return_inverse=True)
     table, r_c2w, centre_m = [], [], []
     for key in cam_keys.tolist():
         if key not in cam_params:
-            raise DataError(cam_path, f"no camera {key!r} (needed by {path.name})")
-        p = cam_params[key]
-        try:
-            R = np.asarray(p["R"], dtype=np.float64).reshape(3, 3)
-            T = np.asarray(p["T"], dtype=np.float64).reshape(3)
-            camera = Camera(R=R.T, t=-R.T @ (T * 1000.0), f=np.ravel(p["f"]), c=np.ravel(p["c"]),
-                            width=int(p.get("w", 1000)), height=int(p.get("h", 1000)),
-                            k=None if "k" not in p else np.ravel(p["k"]), p=None if "p" not in p else np.ravel(p["p"]),
-                            name=str(p.get("name", key)))
-        except (KeyError, TypeError, ValueError) as e:
-            raise DataError(cam_path, f"camera {key!r}: bad or missing parameter ({e})") from None
+            raise DataError(cam_path, f"no camera {short_value(key)} (needed by {path.name})")
+        camera, R, T = _mmpose_camera(cam_path, key, cam_params[key], path.name)
         table.append(camera.to_dict())
         r_c2w.append(R)
         centre_m.append(T)
     r_c2w, centre_m = np.array(r_c2w)[cam_inv], np.array(centre_m)[cam_inv]
-    joints3d = 1000.0 * (np.einsum("nab,njb->nja", r_c2w, arr["S"][..., :3]) + centre_m[:, None, :])
+    with np.errstate(over="ignore", invalid="ignore"):  # corrupt S: the check below names it, quietly
+        joints3d = 1000.0 * (np.einsum("nab,njb->nja", r_c2w, arr["S"][..., :3]) + centre_m[:, None, :])
+    check_coordinates(path, joints3d, MAX_ABS_MM, what="S in world millimetres", row_name=lambda i: f"row {i}")
 
     if fps is None:
         folder = re.fullmatch(r"fps(\d+)", path.parent.name)
-        fps = float(cam_meta["fps"]) if ours and "fps" in cam_meta else float(folder.group(1)) if folder else H36M_VIDEO_FPS
+        fps = (check_fps(cam_path, cam_meta["fps"], what="'fps'") if ours and "fps" in cam_meta
+               else float(folder.group(1)) if folder else H36M_VIDEO_FPS)
+    check_fps(path, fps)
     # mmpose numbers frames of the 50 fps video; files posecurator wrote number their own frames
     step = 1 if ours else max(1, int(round(H36M_VIDEO_FPS / fps)))
     frame = ((number - 1) // step).astype(np.int32)
 
     seq_keys, seq_inv = np.unique(np.char.add(np.char.add(subj, "_"), seq), return_inverse=True)
-    info = []
-    for key, s, q in zip(seq_keys.tolist(), *np.char.partition(seq_keys, "_")[:, [0, 2]].T):
-        m = seq_meta.get(key, {})
-        info.append((m.get("subject", str(s)), m.get("activity", h36m_activity(str(q))), m.get("clip", f"{s}/{q}"), m.get("source", source)))
+    info = [_sequence_labels(cam_path, seq_meta, key, str(s), str(q), source)
+            for key, s, q in zip(seq_keys.tolist(), *np.char.partition(seq_keys, "_")[:, [0, 2]].T)]
     info = np.array(info, dtype=str).reshape(-1, 4)[seq_inv]
 
     keep = slice(None)
@@ -637,6 +735,12 @@ def read_mmpose_h36m_npz(path: str | os.PathLike, *, cameras: str | os.PathLike 
         first_row = np.full(len(seq_keys), len(seq_inv))
         np.minimum.at(first_row, seq_inv, np.arange(len(seq_inv)))
         keep = cam_inv == cam_inv[first_row][seq_inv]
+    else:
+        part = arr["part"]
+        check_coordinates(path, part[..., :2], MAX_ABS_PX, what="part", unit="px", row_name=lambda i: f"row {i}")
+        with np.errstate(invalid="ignore"):
+            if not ((part[..., 2] >= 0) & (part[..., 2] <= 1)).all():
+                raise DataError(path, "part: visibility flags must be in [0, 1]")
     return PoseSet(
         joints3d=joints3d[keep],
         joints2d=arr["part"][keep][..., :2] if views else None,
@@ -662,5 +766,5 @@ def read_h36m_npz_auto(path: str | os.PathLike, *, views: bool = False, **kwargs
         return read_mmpose_h36m_npz(path, views=views, **kwargs)
     if "metadata_json" in headers or any(k in headers for k in VP3D_PICKLED_KEYS):
         return read_videopose3d_npz(path, views=views, **kwargs)
-    raise DataError(path, f"unknown npz layout (arrays: {', '.join(sorted(headers)) or 'none'}); expected VideoPose3D "
-                    f"(metadata_json / positions_3d) or mmpose Human3.6M ({', '.join(MMPOSE_KEYS)})")
+    raise DataError(path, f"unknown npz layout (arrays: {short_value(', '.join(sorted(headers)) or 'none', 80)}); expected "
+                    f"VideoPose3D (metadata_json / positions_3d) or mmpose Human3.6M ({', '.join(MMPOSE_KEYS)})")

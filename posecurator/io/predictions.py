@@ -29,21 +29,21 @@ from __future__ import annotations
 import json
 import math
 import os
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from posecurator.errors import DataError
+from posecurator.io.common import MAX_ABS_PX, MAX_ABS_RAW, check_real, one_line, read_npz_arrays, short_value
 
 ACCEPTED_LAYOUTS = ("h36m17",)
 N_JOINTS = 17
 MAX_ABS_MM = 1e6  # 1 km: anything larger is not a pose in a camera frame
+_INT64_MAX = np.iinfo(np.int64).max
 
 
 def _short(value, limit: int = 40) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return short_value(value, limit)
 
 
 def read_predictions(path: str | os.PathLike) -> dict[str, np.ndarray | str]:
@@ -81,14 +81,31 @@ def read_predictions(path: str | os.PathLike) -> dict[str, np.ndarray | str]:
         arr = out[key]
         if arr.shape != (len(ids), 2):
             raise DataError(path, f"{key} must be (N, 2) px, got {arr.shape}")
-    bad_f = np.isfinite(out["f"]).all(1) & ~(out["f"] > 0).all(1)
-    if bad_f.any():
-        raise DataError(path, f"sample {int(ids[np.argmax(bad_f)])}: focal lengths must be positive")
+    _check_cameras(path, ids, out["f"], out["c"])
     return out
 
 
+def _check_cameras(path: Path, ids: np.ndarray, f: np.ndarray, c: np.ndarray) -> None:
+    """Each sample's intrinsics are all NaN (no camera) or all finite: f positive and at most
+    MAX_ABS_RAW px, c within MAX_ABS_PX px."""
+    both = np.concatenate([f, c], axis=1)
+    given = np.isfinite(both).all(1)
+    partial = ~given & ~np.isnan(both).all(1)   # some finite, or an inf
+    if partial.any():
+        raise DataError(path, f"sample {int(ids[np.argmax(partial)])}: camera f and c must be all finite or all NaN (no camera)")
+    with np.errstate(invalid="ignore"):
+        bad_f = given & ~((f > 0) & (f <= MAX_ABS_RAW)).all(1)
+        bad_c = given & ~(np.abs(c) <= MAX_ABS_PX).all(1)
+    if bad_f.any():
+        raise DataError(path, f"sample {int(ids[np.argmax(bad_f)])}: focal lengths must be positive (and at most {MAX_ABS_RAW:g} px)")
+    if bad_c.any():
+        raise DataError(path, f"sample {int(ids[np.argmax(bad_c)])}: principal point beyond {MAX_ABS_PX:g} px")
+
+
 def _check_layout(path: Path, layout) -> str:
-    layout = str(layout)
+    if not isinstance(layout, str):
+        raise DataError(path, f"layout must be a name such as 'h36m17', got {_short(layout)}")
+    layout = str(layout)   # a numpy string becomes a plain one
     if layout not in ACCEPTED_LAYOUTS:
         raise DataError(path, f"predictions are in layout {_short(layout)}; posecurator needs {', '.join(ACCEPTED_LAYOUTS)} "
                               "(17 joints in VideoPose3D order: pelvis, right hip, ..., right wrist)")
@@ -96,30 +113,27 @@ def _check_layout(path: Path, layout) -> str:
 
 
 def _read_npz(path: Path) -> dict:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise DataError(path, f"cannot read npz: {_short(str(e), 80)}") from None
+    arrays = read_npz_arrays(path)
     for key in ("sample_id", "joints3d"):
         if key not in arrays:
-            raise DataError(path, f"missing array {key!r} (has {', '.join(sorted(arrays)) or 'none'})")
-    layout = _check_layout(path, arrays["layout"].item() if "layout" in arrays else "h36m17")
+            raise DataError(path, f"missing array {key!r} (has {_short(', '.join(sorted(arrays)) or 'none', 80)})")
+    layout_arr = arrays.get("layout", np.array("h36m17"))
+    if layout_arr.shape != () or layout_arr.dtype.kind != "U":
+        raise DataError(path, f"layout must be a 0-d text array, got {layout_arr.dtype} {layout_arr.shape}")
+    layout = _check_layout(path, str(layout_arr))
     ids, joints = arrays["sample_id"], arrays["joints3d"]
     if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
         raise DataError(path, f"sample_id must be a 1-d integer array, got {ids.dtype} {ids.shape}")
-    if not np.issubdtype(joints.dtype, np.floating) and not np.issubdtype(joints.dtype, np.integer):
-        raise DataError(path, f"joints3d must be real numbers, got dtype {joints.dtype}")
+    if ids.dtype.kind == "u" and ids.size and int(ids.max()) > _INT64_MAX:
+        raise DataError(path, "sample_id holds ids beyond int64")
+    check_real(path, joints, "joints3d")
     if joints.ndim >= 1 and len(joints) != len(ids):
         raise DataError(path, f"{len(ids)} sample ids but {len(joints)} poses")
     n = len(ids)
     cams = {}
     for key in ("f", "c"):
         if key in arrays:
-            arr = arrays[key]
-            if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
-                raise DataError(path, f"{key} must be real numbers, got dtype {arr.dtype}")
-            cams[key] = arr.astype(np.float64)
+            cams[key] = check_real(path, arrays[key], key).astype(np.float64)
         else:
             cams[key] = np.full((n, 2), np.nan)
     return {"sample_id": ids.astype(np.int64), "joints3d": joints.astype(np.float64), "layout": layout, **cams}
@@ -127,9 +141,12 @@ def _read_npz(path: Path) -> dict:
 
 def _number_list(path: Path, value, shape: tuple[int, ...], what: str) -> np.ndarray:
     try:
-        arr = np.array(value, dtype=np.float64)
+        arr = np.array(value)  # no dtype: strings, nulls and booleans must not become numbers
     except (TypeError, ValueError, OverflowError):
-        raise DataError(path, f"{what}: expected numbers of shape {shape}, got {_short(value)}") from None
+        arr = None
+    if arr is None or arr.dtype.kind not in "iuf":
+        raise DataError(path, f"{what}: expected numbers of shape {shape}, got {_short(value)}")
+    arr = arr.astype(np.float64)
     if arr.shape != shape:
         raise DataError(path, f"{what}: expected shape {shape}, got {arr.shape}")
     return arr
@@ -141,7 +158,9 @@ def _read_json(path: Path) -> dict:
     except json.JSONDecodeError as e:
         raise DataError(path, f"corrupt JSON: {e.msg}", line=e.lineno) from None
     except (OSError, UnicodeDecodeError) as e:
-        raise DataError(path, f"cannot read: {_short(str(e), 80)}") from None
+        raise DataError(path, f"cannot read: {one_line(e, 80)}") from None
+    except (ValueError, RecursionError) as e:  # integers of thousands of digits, absurd nesting
+        raise DataError(path, f"corrupt JSON: {one_line(e, 80)}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("predictions"), dict):
         raise DataError(path, 'not a predictions file: expected {"layout": ..., "predictions": {sample_id: {"joints3d": ...}}}')
     layout = _check_layout(path, doc.get("layout", "h36m17"))
@@ -154,6 +173,8 @@ def _read_json(path: Path) -> dict:
             sid = int(key)
         except ValueError:
             raise DataError(path, f"sample id {_short(key)} is not an integer") from None
+        if not -_INT64_MAX - 1 <= sid <= _INT64_MAX:
+            raise DataError(path, f"sample id {_short(key)} is beyond int64")
         if not isinstance(entry, dict) or "joints3d" not in entry:
             raise DataError(path, f"sample {sid}: expected an object with 'joints3d'")
         joints.append(_number_list(path, entry["joints3d"], (N_JOINTS, 3), f"sample {sid} joints3d"))
