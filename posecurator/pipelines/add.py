@@ -26,7 +26,8 @@
    ``best.safetensors`` (a copy of the final lifter, so ``posecurator evaluate OUT DATA`` works
    as well as ``posecurator evaluate OUT/lifter DATA``), ``reference/`` (the reference lifter),
    ``add_config.json``, ``summary.json`` and ``plots/`` (``plot_data.npz``; the PNGs score
-   histogram, PCA map and gallery when a renderer is given, as the CLI does).
+   histogram, PCA map and gallery when a renderer is given, as the CLI does), and ``stages/``
+   (what each stage made, so that a rerun resumes: :mod:`posecurator.pipelines.stages`).
 
 Benchmark methods (registered in :data:`posecurator.pipelines.bench.METHODS`): ``full_aug``,
 ``random_subset``, ``quality_only``, ``scale_only``, ``add``, ``add_scratch``, ``add_optuna``; see
@@ -54,6 +55,8 @@ import numpy as np
 
 from posecurator.augment import EvolutionConfig, JointAnglePrior, evolve, next_sample_id
 from posecurator.errors import DataError, PoseCuratorError
+from posecurator.fileio import atomic_link, atomic_savez, atomic_write_json, output_lock
+from posecurator.pipelines.stages import STAGES_DIR, StageCache, poseset_fingerprint
 from posecurator.poseset import PoseSet
 from posecurator.scoring.density import DensityScorer
 from posecurator.scoring.lifter_error import LifterErrorScorer
@@ -205,10 +208,7 @@ class ADDConfig:
 
 
 def _write_json(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=_json_default))
-    os.replace(tmp, path)
+    atomic_write_json(path, obj, indent=1, default=_json_default)
 
 
 def _json_default(o):
@@ -264,10 +264,12 @@ def finetune_config(train_cfg: TrainConfig, *, epochs_fraction: float, lr_factor
 
 
 def train_lifter(poses: PoseSet, out_dir: str | os.PathLike, config: TrainConfig, *, val: PoseSet | None,
-                 init_from=None, progress: bool = False) -> dict:
-    """Train (fresh, never resuming) and return the trainer's summary plus ``wall_s``."""
+                 init_from=None, progress: bool = False, resume: bool = False) -> dict:
+    """Train and return the trainer's summary plus ``wall_s``: afresh, or with ``resume`` from the
+    checkpoint of a run of this config and data that ``out_dir`` holds (a stage of :func:`run_add`
+    that a kill interrupted)."""
     t0 = time.perf_counter()
-    result = LifterTrainer(config).fit(poses, out_dir=out_dir, val=val, init_from=init_from, resume=False,
+    result = LifterTrainer(config).fit(poses, out_dir=out_dir, val=val, init_from=init_from, resume=resume,
                                        progress=progress)
     result["wall_s"] = time.perf_counter() - t0
     return result
@@ -340,15 +342,19 @@ class ADDContext:
 
         return train_eval
 
-    def retrain(self, augmented: PoseSet, out_dir, *, reference_dir, progress: bool = False) -> dict:
-        """The final lifter on train part + augmented: fine-tuned from the reference or from scratch."""
+    def retrain_config(self) -> TrainConfig:
+        """The training config of the final lifter (fine-tuning: a fraction of the schedule)."""
         cfg = self.config
         if cfg.retrain == "finetune":
-            tcfg = finetune_config(self.train_config, epochs_fraction=cfg.finetune_epochs, lr_factor=cfg.finetune_lr)
-            return train_lifter(with_augmentation(self.train_part, augmented), out_dir, tcfg, val=self.val_part,
-                                init_from=reference_dir, progress=progress)
-        return train_lifter(with_augmentation(self.train_part, augmented), out_dir, self.train_config,
-                            val=self.val_part, progress=progress)
+            return finetune_config(self.train_config, epochs_fraction=cfg.finetune_epochs, lr_factor=cfg.finetune_lr)
+        return self.train_config
+
+    def retrain(self, augmented: PoseSet, out_dir, *, reference_dir, progress: bool = False, resume: bool = False) -> dict:
+        """The final lifter on train part + augmented: fine-tuned from the reference or from scratch
+        (``resume``: continue the checkpoint of this training that ``out_dir`` holds)."""
+        init = reference_dir if self.config.retrain == "finetune" else None
+        return train_lifter(with_augmentation(self.train_part, augmented), out_dir, self.retrain_config(),
+                            val=self.val_part, init_from=init, progress=progress, resume=resume)
 
 
 def run_search(ctx: ADDContext, *, reference_dir, work_dir: Path, log=None) -> dict:
@@ -358,6 +364,7 @@ def run_search(ctx: ADDContext, *, reference_dir, work_dir: Path, log=None) -> d
     if cfg.search == "none":
         return {**chosen, "search": None, "search_s": 0.0}
     t0 = time.perf_counter()
+    shutil.rmtree(work_dir, ignore_errors=True)  # trial runs of a search a kill interrupted
     work_dir.mkdir(parents=True, exist_ok=True)
     train_eval = ctx.candidate_trainer(reference_dir=reference_dir, work_dir=work_dir, log=log)
     scale = ctx.scale_distiller(reference_dir=reference_dir)
@@ -396,13 +403,7 @@ def _default_log(progress: bool):
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    atomic_link(src, dst)
 
 
 def run_add(train: PoseSet, out_dir: str | os.PathLike, config: ADDConfig | None = None, *, progress: bool = True,
@@ -424,38 +425,159 @@ def run_add(train: PoseSet, out_dir: str | os.PathLike, config: ADDConfig | None
     ``lifters`` (reference and final: best validation MPJPE, epochs, time), ``times`` (seconds:
     prior_fit, density_fit, reference_training, search, generation, scoring, final_training,
     total), ``validation_clips``, ``paths``.
+
+    Resumable (:mod:`posecurator.pipelines.stages`): the stages reference lifter, search,
+    distillation (generations + quality and scale distillation), final lifter and report are
+    cached in ``out_dir/stages/`` under keys of their inputs, config and code version. Rerun after
+    a kill (at any instant), the same call skips the finished stages ("reusing stage X"),
+    resumes an interrupted lifter from its last checkpoint, redoes an interrupted search or
+    distillation, and ends with the same files, byte for byte (timings aside); a changed config
+    reruns from the first stage it changes. One process at a time writes ``out_dir``.
     """
     config = ADDConfig() if config is None else config
     log = _default_log(progress) if log is None else log
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    t_start = time.perf_counter()
-    config.save(out / "add_config.json")
+    with output_lock(out, wait=False):
+        return _run_add(train, out, config, progress=progress, log=log, render=render)
 
+
+# Code version of each stage of run_add: bump one when a change alters what that stage makes, so
+# that reruns in older run folders redo it (and every stage after it).
+STAGE_VERSIONS = {"reference": 1, "search": 1, "distill": 1, "final": 1, "report": 1}
+# The ADDConfig fields each stage depends on, besides the stages before it (the reference lifter
+# depends on the lifter's TrainConfig alone).
+_DISTILL_FIELDS = ("evolution", "prior", "density", "error_normalization", "error_views", "population", "seed", "noise_px")
+_SEARCH_FIELDS = _DISTILL_FIELDS + ("search", "n_trials", "search_epochs", "multiscale_whole", "multiscale_levels",
+                                    "bayes_keep", "bayes_multiplier", "bayes_w", "retrain", "finetune_lr",
+                                    "multiplier", "keep", "w")
+_FINAL_FIELDS = ("retrain", "finetune_epochs", "finetune_lr")
+
+
+def _fields(config: ADDConfig, names) -> dict:
+    d = config.to_dict()
+    return {k: d[k] for k in names}
+
+
+def _run_add(train: PoseSet, out: Path, config: ADDConfig, *, progress: bool, log, render) -> dict:
+    t_start = time.perf_counter()
+    stages = StageCache(out, log=log, tag="[add]")
+    # temporary files of writes a kill cut short (the lifters clean their own folders)
+    stages.remove_stale_temps({"": ("add_config.json", "best.safetensors", "config.json", "summary.json"),
+                               "plots": (PLOT_DATA,)})
+    config.save(out / "add_config.json")
     ctx = ADDContext.build(train, config)
     n_val = 0 if ctx.val_part is None else len(ctx.val_part)
     log(f"[add] {len(train)} poses: train part {len(ctx.train_part)}, validation {n_val} "
         f"({'no validation' if ctx.val_part is None else f'{len(np.unique(ctx.val_part.clip))} clips'})")
-
-    log("[add] training the reference lifter on the original train part")
-    reference = train_lifter(ctx.train_part, out / "reference", ctx.train_config, val=ctx.val_part, progress=progress)
     ref_dir = out / "reference"
 
-    chosen = run_search(ctx, reference_dir=ref_dir, work_dir=out / "search", log=log)
+    def train_reference(resume: bool) -> dict:
+        log("[add] training the reference lifter on the original train part")
+        return train_lifter(ctx.train_part, ref_dir, ctx.train_config, val=ctx.val_part, progress=progress, resume=resume)
+
+    k_ref = stages.key("reference", version=STAGE_VERSIONS["reference"], config=ctx.train_config.to_dict(),
+                       inputs=[poseset_fingerprint(train)])
+    reference = stages.run("reference", k_ref, train_reference, outputs=["reference/best.safetensors"])
+
+    # without a search the stage only passes the configured parameters on
+    search_fields = _SEARCH_FIELDS if config.search != "none" else ("search", "multiplier", "keep", "w")
+    k_search = stages.key("search", version=STAGE_VERSIONS["search"], config=_fields(config, search_fields), inputs=[k_ref])
+    chosen = stages.run("search", k_search, lambda resume: run_search(ctx, reference_dir=ref_dir, work_dir=out / "search", log=log))
     if chosen["search"] is not None:
         log(f"[add] {config.search} search chose multiplier {chosen['multiplier']:.2f}, keep {chosen['keep']:.2f}, "
             f"w {chosen['w']:.2f} in {chosen['search_s']:.0f} s")
 
-    scale = ctx.scale_distiller(reference_dir=ref_dir, multiplier=chosen["multiplier"], keep=chosen["keep"],
-                                w=chosen["w"], record=True, progress=progress)
-    distilled, steps = scale.run(ctx.train_part)
-    gen_s = sum(s.generation_seconds for s in steps)
-    score_s = sum(s.scoring_seconds for s in steps)
+    params = {k: chosen[k] for k in ("multiplier", "keep", "w")}
+    k_distill = stages.key("distill", version=STAGE_VERSIONS["distill"],
+                           config={**_fields(config, _DISTILL_FIELDS), "chosen": params}, inputs=[k_search])
+    folder = stages.folder("distill")
+    distill = stages.run("distill", k_distill, lambda resume: _distill(ctx, ref_dir, params, folder, progress=progress),
+                         outputs=[f"{STAGES_DIR}/distill/{DISTILL_SCORES}"])
+    distilled, record = load_distilled(folder, distill, ctx)
+    steps = distill["steps"]
+    gen_s = sum(s["generation_seconds"] for s in steps)
+    score_s = sum(s["scoring_seconds"] for s in steps)
     log(f"[add] distilled {len(distilled)} poses in {len(steps)} generations "
         f"(generation {gen_s:.1f} s, scoring {score_s:.1f} s)")
 
-    log(f"[add] retraining the lifter ({config.retrain}) on {len(ctx.train_part) + len(distilled)} poses")
-    final = ctx.retrain(distilled, out / "lifter", reference_dir=ref_dir, progress=progress)
+    def train_final(resume: bool) -> dict:
+        log(f"[add] retraining the lifter ({config.retrain}) on {len(ctx.train_part) + len(distilled)} poses")
+        return ctx.retrain(distilled, out / "lifter", reference_dir=ref_dir, progress=progress, resume=resume)
+
+    k_final = stages.key("final", version=STAGE_VERSIONS["final"],
+                         config={**_fields(config, _FINAL_FIELDS), "train": ctx.retrain_config().to_dict()}, inputs=[k_distill])
+    final = stages.run("final", k_final, train_final, outputs=["lifter/best.safetensors"])
+
+    def report(resume: bool) -> dict:
+        return _write_report(out, train, ctx, chosen, reference, final, distilled, record, steps, render=render,
+                             t_start=t_start)
+
+    k_report = stages.key("report", version=STAGE_VERSIONS["report"],
+                          config={"config": config.to_dict(), "render": render is not None, "out": str(out)}, inputs=[k_final])
+    summary = stages.run("report", k_report, report, outputs=["summary.json", "distilled.pcs", "best.safetensors", "config.json"])
+    log(f"[add] done in {summary['times']['total']:.0f} s: validation MPJPE reference "
+        f"{_fmt(summary['lifters']['reference']['best_val_mpjpe'])} -> final "
+        f"{_fmt(summary['lifters']['final']['best_val_mpjpe'])} mm; results in {out}")
+    return summary
+
+
+# ------------------------------------------------------------------------ the distillation stage
+DISTILL_SCORES = "scores.npz"
+
+
+@dataclass
+class DistillRecord:
+    """What scale distillation recorded for the report (the attributes of a
+    :class:`ScaleDistiller` run with ``record=True`` that the summary and the plots read)."""
+
+    kept_score_: np.ndarray
+    dropped_score_: np.ndarray
+    dropped_: PoseSet
+    kept_components_: dict
+    dropped_components_: dict
+
+
+def _distill(ctx: ADDContext, ref_dir: Path, params: dict, folder: Path, *, progress: bool) -> dict:
+    """Scale distillation with the chosen parameters; its poses and scores go to ``folder``
+    (``augmented.pcs``, ``dropped.pcs``, ``scores.npz``), the per-generation steps to the result."""
+    scale = ctx.scale_distiller(reference_dir=ref_dir, record=True, progress=progress, **params)
+    distilled, steps = scale.run(ctx.train_part)
+    for name, poses in (("augmented.pcs", distilled), ("dropped.pcs", scale.dropped_)):
+        if len(poses):
+            poses.save(folder / name)
+        else:  # an empty set has no chunk to write; none is read back either
+            shutil.rmtree(folder / name, ignore_errors=True)
+    arrays = {"kept_score": scale.kept_score_, "dropped_score": scale.dropped_score_,
+              "kept_novelty": scale.kept_components_["novelty"], "dropped_novelty": scale.dropped_components_["novelty"]}
+    if scale.kept_components_["error"] is not None:
+        arrays.update(kept_error=scale.kept_components_["error"], dropped_error=scale.dropped_components_["error"])
+    atomic_savez(folder / DISTILL_SCORES, **{k: np.asarray(v, dtype=np.float64) for k, v in arrays.items()})
+    return {"steps": [s.to_dict() for s in steps], "n_augmented": len(distilled), "n_dropped": len(scale.dropped_)}
+
+
+def load_distilled(folder: Path, result: dict, ctx: ADDContext) -> tuple[PoseSet, DistillRecord]:
+    """The distilled augmentation and its :class:`DistillRecord`, as the distillation stage
+    wrote them to ``folder`` (a fresh run reads them back too, so it continues exactly as a rerun)."""
+    empty = ctx.train_part.replace(joints2d=None, visibility=None, camera=None).subset(slice(0, 0))
+    distilled = PoseSet.load(folder / "augmented.pcs") if result["n_augmented"] else empty
+    dropped = PoseSet.load(folder / "dropped.pcs") if result["n_dropped"] else empty
+    with np.load(folder / DISTILL_SCORES, allow_pickle=False) as z:
+        a = {k: z[k] for k in z.files}
+    record = DistillRecord(kept_score_=a["kept_score"], dropped_score_=a["dropped_score"], dropped_=dropped,
+                           kept_components_={"novelty": a["kept_novelty"], "error": a.get("kept_error")},
+                           dropped_components_={"novelty": a["dropped_novelty"], "error": a.get("dropped_error")})
+    return distilled, record
+
+
+def _write_report(out: Path, train: PoseSet, ctx: ADDContext, chosen: dict, reference: dict, final: dict,
+                  distilled: PoseSet, scale: DistillRecord, steps: list[dict], *, render, t_start: float) -> dict:
+    """The report stage: OUT as a run folder of the final lifter, ``distilled.pcs``, the plots and
+    ``summary.json`` (returned)."""
+    config = ctx.config
+    n_val = 0 if ctx.val_part is None else len(ctx.val_part)
+    gen_s = sum(s["generation_seconds"] for s in steps)
+    score_s = sum(s["scoring_seconds"] for s in steps)
     # OUT itself is a run folder too: `posecurator evaluate OUT DATA` evaluates the final lifter
     _link_or_copy(out / "lifter" / "best.safetensors", out / "best.safetensors")
     _link_or_copy(out / "lifter" / "config.json", out / "config.json")
@@ -481,7 +603,7 @@ def run_add(train: PoseSet, out_dir: str | os.PathLike, config: ADDConfig | None
         "sizes": {"original": len(train), "train_part": n0, "validation": n_val, "distilled": len(distilled),
                   "dropped_by_score": len(scale.dropped_), "total_training": n0 + len(distilled),
                   "multiplier_achieved": (n0 + len(distilled)) / n0},
-        "generations": [s.to_dict() for s in steps],
+        "generations": steps,
         "scores": {
             "direction": "higher = more likely meaningless (dropped first); score = w * (1 - prob) + (1 - w) * normalised error",
             "score": {"kept": _stats(scale.kept_score_), "dropped": _stats(scale.dropped_score_)},
@@ -500,8 +622,6 @@ def run_add(train: PoseSet, out_dir: str | os.PathLike, config: ADDConfig | None
                   "evaluate": f"posecurator evaluate {out} DATASET"},
     }
     _write_json(out / "summary.json", summary)
-    log(f"[add] done in {summary['times']['total']:.0f} s: validation MPJPE reference "
-        f"{_fmt(reference['best_val_mpjpe'])} -> final {_fmt(final['best_val_mpjpe'])} mm; results in {out}")
     return summary
 
 
@@ -587,10 +707,7 @@ def write_plot_data(plot_dir: Path, ctx: ADDContext, distilled: PoseSet, scale: 
     arrays["gallery_titles"] = np.asarray(titles, dtype=str)
     arrays["gallery_rows"] = np.asarray(labels, dtype=str)
     path = plot_dir / PLOT_DATA
-    tmp = plot_dir / f".{PLOT_DATA}.tmp"
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-    os.replace(tmp, path)
+    atomic_savez(path, **arrays)
     return path
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from typing import Callable
 
 import numpy as np
 
+from posecurator.fileio import atomic_write_json, atomic_write_text
 from posecurator.pipelines.splits import Split, load_part
 from posecurator.poseset import PoseSet
 from posecurator.train.trainer import TrainConfig
@@ -101,12 +103,9 @@ def run_bench(split: Split, *, out_dir: str | Path, seeds=(0, 1, 2), settings=("
     config_hash = hashlib.sha1(json.dumps({k: v for k, v in base.items() if k not in ("seed", "noise_px_train")},
                                           sort_keys=True).encode()).hexdigest()[:12]
     done = {}
-    if done_path.is_file():
-        for line in done_path.read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                if row.get("config_hash") == config_hash:  # rows of another training config are not reused
-                    done[(row["method"], row["setting"], row["seed"])] = row
+    for row in read_done_rows(done_path):
+        if row.get("config_hash") == config_hash:  # rows of another training config are not reused
+            done[(row["method"], row["setting"], row["seed"])] = row
     runs = []
     # seed-major order: a bench cut short still has every method for the seeds it finished
     for setting in settings:
@@ -128,8 +127,7 @@ def run_bench(split: Split, *, out_dir: str | Path, seeds=(0, 1, 2), settings=("
                 row = _with_history({"method": method, "setting": setting, "seed": seed, "config_hash": config_hash,
                                      **info, **metrics, "run_wall_s": time.perf_counter() - t_run})
                 runs.append(row)
-                with done_path.open("a") as f:
-                    f.write(json.dumps(row, default=_json_default) + "\n")
+                _append_line(done_path, json.dumps(row, default=_json_default))
                 if "mpjpe" in metrics:
                     log(f"[bench] {method} {setting} seed {seed}: MPJPE {metrics['mpjpe']:.1f} PA-MPJPE {metrics['pa_mpjpe']:.1f} mm")
                 else:
@@ -148,9 +146,28 @@ def run_bench(split: Split, *, out_dir: str | Path, seeds=(0, 1, 2), settings=("
         "wall_time_s": time.perf_counter() - t0,  # this call only (a resumed bench reuses finished runs)
         "runs_wall_time_s": float(sum(r.get("run_wall_s", 0.0) for r in runs)),
     }
-    (out_dir / "results.json").write_text(json.dumps(results, indent=1, default=_json_default))
-    (out_dir / "table.md").write_text(format_table(results))
+    atomic_write_json(out_dir / "results.json", results, indent=1, default=_json_default)
+    atomic_write_text(out_dir / "table.md", format_table(results))
     return results
+
+
+def read_done_rows(path: Path) -> list[dict]:
+    """The finished runs of ``runs.jsonl`` (one JSON object a line, appended as runs finish). A
+    line that does not parse is one whose writer was killed in the middle of its append (or a
+    worker's line torn by a kill): that run is simply not finished, and is run again."""
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and {"method", "setting", "seed"} <= set(row):
+            rows.append(row)
+    return rows
 
 
 def run_bench_parallel(split: Split, *, jobs: int, out_dir: str | Path, seeds=(0, 1, 2), settings=("gt", "noisy"),
@@ -174,6 +191,28 @@ def run_bench_parallel(split: Split, *, jobs: int, out_dir: str | Path, seeds=(0
     with ctx.Pool(processes=min(int(jobs), len(pairs)), maxtasksperchild=1) as pool:
         for setting, seed, wall in pool.imap_unordered(_bench_pair, [(split, s, seed, common) for s, seed in pairs]):
             log(f"[bench] {setting} seed {seed}: every method finished ({wall:.0f} s)")
+
+
+def _append_line(path: Path, line: str) -> None:
+    """Append one line to ``path`` in a single write (O_APPEND: lines of parallel workers never
+    interleave). A file whose last line a kill tore gets a newline first, so that torn line stays
+    one unreadable line of its own (skipped by :func:`read_done_rows`) instead of swallowing this one."""
+    data = (line + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        if size and _last_byte(path, size) != b"\n":
+            data = b"\n" + data
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _last_byte(path: Path, size: int) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(size - 1)
+        return f.read(1)
 
 
 def _bench_pair(task) -> tuple[str, int, float]:

@@ -61,6 +61,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from posecurator.errors import DataError, PoseCuratorError
+from posecurator.fileio import atomic_savez, atomic_write_json, atomic_write_text, output_lock
 from posecurator.pipelines import bench
 from posecurator.pipelines.bench import MethodContext
 from posecurator.pipelines.splits import Split, SplitPart, bandai_to_cmu_split, default_data_root, load_dataset, load_part  # noqa: F401
@@ -342,15 +343,7 @@ def write_difficulty_plot_data(out_dir: str | Path, *, similarity: np.ndarray, s
 
 
 def _write_npz(path: Path, arrays: dict) -> None:
-    import os
-
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_savez(path, **arrays)
 
 
 def _relative(path, root: Path) -> str:
@@ -369,14 +362,7 @@ def _gallery_poses(arrays: np.ndarray, vis: np.ndarray | None, picks: np.ndarray
 
 
 def _write_json(path: Path, obj) -> None:
-    import os
-
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(json.dumps(_json_safe(obj), indent=1))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write_json(path, _json_safe(obj), indent=1)
 
 
 def _json_safe(obj):
@@ -409,8 +395,14 @@ def run_difficulty(dataset, *, out_dir: str | Path, k: int = DEFAULT_BINS, space
     :func:`bin_report`; the CLI passes :func:`posecurator.report.plots.render_difficulty_plots`).
     ``min_keypoints``: 2D poses with fewer labelled joints are left out (a VAE reconstructs a
     pose of four labelled joints trivially, so sparse annotations would fill the easy bins).
+
+    Resumable: the stages VAE, scores and report are cached in ``out_dir/stages/``
+    (:mod:`posecurator.pipelines.stages`) and the VAE keeps checkpoints while it trains, so a
+    rerun after a kill continues where the run stopped and ends with the same files, byte for
+    byte (timings aside); a rerun of a finished run reuses every stage. One process at a time
+    writes ``out_dir``.
     """
-    from posecurator.train.vae_trainer import VAEConfig, score_poses, train_vae
+    from posecurator.train.vae_trainer import VAEConfig
 
     t0 = time.perf_counter()
     poses = _load(dataset, mapping=mapping, progress=progress)
@@ -450,33 +442,90 @@ def run_difficulty(dataset, *, out_dir: str | Path, k: int = DEFAULT_BINS, space
     out.mkdir(parents=True, exist_ok=True)
     log(f"[difficulty] {len(poses)} poses ({poses.layout}, {space}); pose VAE: {cfg.epochs} epochs"
         + (f" on {cfg.max_samples} sampled poses" if cfg.max_samples and cfg.max_samples < len(poses) else ""))
-    t1 = time.perf_counter()
-    model, hist = train_vae(poses, cfg, out_dir=out / "vae", progress=progress)
-    vae_s = time.perf_counter() - t1
-    scores = score_poses(model, poses, projection_seed=cfg.projection_seed)
-    report = bin_report(poses, scores, out_dir=out, k=k, space=space, projection_seed=cfg.projection_seed,
-                        n_gallery=n_gallery, heatmap_per_bin=heatmap_per_bin, seed=seed, title="training set",
-                        render=render)
-    final = {key: hist[key][-1] for key in ("train_recon", "train_kl", "val_recon", "val_kl")}
-    summary = {"dataset": str(dataset) if not isinstance(dataset, PoseSet) else "<PoseSet>", "space": space, "k": k,
-               "n_poses": len(poses), "min_keypoints": min_keypoints, "left_out_sparse": dropped,
-               "vae": {"config": cfg.to_dict(), "train_s": vae_s, "final": final, "n_train": hist["n_train"],
-                       "n_val": hist["n_val"], "folder": "vae"},
-               "report": {key: report[key] for key in ("n_scored", "n_unscored", "score_quantiles", "files")}}
-    if held is not None:
-        held_scores = score_poses(model, held, projection_seed=cfg.projection_seed)
-        held_report = bin_report(held, held_scores, out_dir=out / "heldout", k=k, space=space,
-                                 projection_seed=cfg.projection_seed, n_gallery=n_gallery,
-                                 heatmap_per_bin=heatmap_per_bin, seed=seed, title="held-out set",
-                                 edges=np.asarray(report["edges"]), render=render)
-        summary["heldout"] = {"dataset": str(heldout) if not isinstance(heldout, PoseSet) else "<PoseSet>",
-                              "n_poses": len(held),
-                              **{key: held_report[key] for key in ("n_scored", "n_unscored", "score_quantiles",
-                                                                   "counts_in_reference_bins", "files")}}
-    summary["wall_time_s"] = time.perf_counter() - t0
-    _write_json(out / "summary.json", summary)
+    with output_lock(out, wait=False):
+        report = dict(k=k, space=space, n_gallery=n_gallery, heatmap_per_bin=heatmap_per_bin, seed=seed,
+                      min_keypoints=min_keypoints, dropped=dropped, render=render,
+                      dataset=str(dataset) if not isinstance(dataset, PoseSet) else "<PoseSet>",
+                      heldout=None if held is None else str(heldout) if not isinstance(heldout, PoseSet) else "<PoseSet>")
+        summary = _difficulty_stages(poses, held, cfg, out, progress=progress, log=log, t0=t0, **report)
     log(f"[difficulty] scores, bins and plots -> {out} ({summary['wall_time_s']:.0f} s)")
     return summary
+
+
+# Code version of each stage of run_difficulty (bump one when a change alters what it makes).
+DIFFICULTY_STAGE_VERSIONS = {"vae": 1, "scores": 1, "report": 1}
+STAGE_SCORES = "scores.npz"  # in OUT/stages/scores/: the raw scores of the dataset (and held-out set)
+
+
+def _difficulty_stages(poses: PoseSet, held: PoseSet | None, cfg, out: Path, *, progress: bool, log, t0: float,
+                       k: int, space: str, n_gallery: int, heatmap_per_bin: int, seed: int, min_keypoints: int,
+                       dropped: dict, render, dataset: str, heldout: str | None) -> dict:
+    """The stages of :func:`run_difficulty`, each cached in ``out/stages/`` (see
+    :mod:`posecurator.pipelines.stages`): the VAE (resumable from its checkpoints), the scores,
+    the bins / report / plots / summary."""
+    from posecurator.pipelines.stages import StageCache, poseset_fingerprint
+    from posecurator.train.vae_trainer import load_vae, score_poses, train_vae
+
+    stages = StageCache(out, log=log, tag="[difficulty]")
+    # temporary files of writes a kill cut short (the VAE cleans its own folder)
+    report_files = ("bins.json", SCORES_FILE, DIFFICULTY_PLOT_DATA)
+    stages.remove_stale_temps({"": (*report_files, "summary.json"), "heldout": report_files})
+    versions = DIFFICULTY_STAGE_VERSIONS
+
+    def train(resume: bool) -> dict:
+        t1 = time.perf_counter()
+        _, hist = train_vae(poses, cfg, out_dir=out / "vae", progress=progress, resumable=True)
+        final = {key: hist[key][-1] for key in ("train_recon", "train_kl", "val_recon", "val_kl")}
+        return {"train_s": time.perf_counter() - t1, "final": _json_safe(final), "n_train": hist["n_train"],
+                "n_val": hist["n_val"]}
+
+    k_vae = stages.key("vae", version=versions["vae"], config=cfg.to_dict(), inputs=[poseset_fingerprint(poses)])
+    vae = stages.run("vae", k_vae, train, outputs=["vae/vae.safetensors", "vae/vae.json"])
+    model, _ = load_vae(out / "vae")  # a fresh run scores with the saved VAE too, as a rerun does
+
+    folder = stages.folder("scores")
+
+    def score(resume: bool) -> dict:
+        arrays = {"score": score_poses(model, poses, projection_seed=cfg.projection_seed)}
+        if held is not None:
+            arrays["heldout_score"] = score_poses(model, held, projection_seed=cfg.projection_seed)
+        atomic_savez(folder / STAGE_SCORES, **arrays)
+        return {"n": len(poses), "n_heldout": None if held is None else len(held)}
+
+    k_scores = stages.key("scores", version=versions["scores"], config={"projection_seed": cfg.projection_seed},
+                          inputs=[k_vae, poseset_fingerprint(poses), poseset_fingerprint(held)])
+    stages.run("scores", k_scores, score, outputs=[f"stages/scores/{STAGE_SCORES}"])
+    with np.load(folder / STAGE_SCORES, allow_pickle=False) as z:
+        scores = z["score"]
+        held_scores = z["heldout_score"] if held is not None else None
+
+    def write_report(resume: bool) -> dict:
+        report = bin_report(poses, scores, out_dir=out, k=k, space=space, projection_seed=cfg.projection_seed,
+                            n_gallery=n_gallery, heatmap_per_bin=heatmap_per_bin, seed=seed, title="training set",
+                            render=render)
+        summary = {"dataset": dataset, "space": space, "k": k,
+                   "n_poses": len(poses), "min_keypoints": min_keypoints, "left_out_sparse": dropped,
+                   "vae": {"config": cfg.to_dict(), "train_s": vae["train_s"], "final": vae["final"], "n_train": vae["n_train"],
+                           "n_val": vae["n_val"], "folder": "vae"},
+                   "report": {key: report[key] for key in ("n_scored", "n_unscored", "score_quantiles", "files")}}
+        if held is not None:
+            held_report = bin_report(held, held_scores, out_dir=out / "heldout", k=k, space=space,
+                                     projection_seed=cfg.projection_seed, n_gallery=n_gallery,
+                                     heatmap_per_bin=heatmap_per_bin, seed=seed, title="held-out set",
+                                     edges=np.asarray(report["edges"]), render=render)
+            summary["heldout"] = {"dataset": heldout, "n_poses": len(held),
+                                  **{key: held_report[key] for key in ("n_scored", "n_unscored", "score_quantiles",
+                                                                       "counts_in_reference_bins", "files")}}
+        summary["wall_time_s"] = time.perf_counter() - t0
+        _write_json(out / "summary.json", summary)
+        return _json_safe(summary)
+
+    k_report = stages.key("report", version=versions["report"],
+                          config={"k": k, "space": space, "n_gallery": n_gallery, "heatmap_per_bin": heatmap_per_bin,
+                                  "seed": seed, "min_keypoints": min_keypoints, "left_out_sparse": dropped,
+                                  "dataset": dataset, "heldout": heldout, "render": render is not None},
+                          inputs=[k_scores])
+    return stages.run("report", k_report, write_report, outputs=["summary.json", "bins.json", SCORES_FILE])
 
 
 def _load(dataset, *, mapping, progress) -> PoseSet:
@@ -633,7 +682,7 @@ def run_vae_experiment(split: Split, *, out_dir: str | Path, seeds: Sequence[int
            "verdict": verdict(summary), "files": files,
            "bench_wall_time_s": results["wall_time_s"], "analysis_wall_time_s": time.perf_counter() - t0}
     _write_json(out / "vae_results.json", doc)
-    (out / "vae_table.md").write_text(format_vae_table(doc))
+    atomic_write_text(out / "vae_table.md", format_vae_table(doc))
     log(f"[vae] table -> {out / 'vae_table.md'}; per-bin figures -> {out}")
     return doc
 

@@ -220,9 +220,9 @@ def save_scores(path, sample_id, scores, bins=None) -> None:
     """Write per-sample difficulty scores keyed by sample_id: ``.npz`` (arrays ``sample_id``,
     ``score`` and optionally ``bin``) or ``.json`` (``{"sample_id": [...], "score": [...],
     "bin": [...]}``; NaN written as null). Written under a temporary name and renamed."""
-    import json
-    import os
     from pathlib import Path
+
+    from posecurator.fileio import atomic_savez, atomic_write_json
 
     path = Path(path)
     sample_id = np.asarray(sample_id, dtype=np.int64)
@@ -232,20 +232,14 @@ def save_scores(path, sample_id, scores, bins=None) -> None:
     arrays = {"sample_id": sample_id, "score": scores}
     if bins is not None:
         arrays["bin"] = np.asarray(bins, dtype=np.int64)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        if path.suffix == ".npz":
-            with open(tmp, "wb") as f:
-                np.savez(f, **arrays)
-        elif path.suffix == ".json":
-            doc = {k: [None if (isinstance(x, float) and not np.isfinite(x)) else x for x in v.tolist()]
-                   for k, v in arrays.items()}
-            tmp.write_text(json.dumps(doc))
-        else:
-            raise ValueError(f"{path}: score files are .npz or .json")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    if path.suffix == ".npz":
+        atomic_savez(path, **arrays)
+    elif path.suffix == ".json":
+        doc = {k: [None if (isinstance(x, float) and not np.isfinite(x)) else x for x in v.tolist()]
+               for k, v in arrays.items()}
+        atomic_write_json(path, doc, indent=None)
+    else:
+        raise ValueError(f"{path}: score files are .npz or .json")
 
 
 def load_scores(path) -> tuple[np.ndarray, np.ndarray]:

@@ -2,24 +2,38 @@
 
 A run folder holds
 
-==================== =========================================================================
-``config.json``      model + train config, input normalisation, layout, history, timings
-``best.safetensors`` weights of the epoch with the lowest validation MPJPE
-``last.safetensors`` weights after the last finished epoch (resume starts from here)
-``optimizer.safetensors``  optimizer tensors (Adam moments, step counts) of ``last``
-``state.json``       epoch, step, best score, optimizer hyper-parameters, RNG seeds of ``last``
-``history.json``     per-epoch train loss, validation MPJPE, learning rate, time, poses/s
-==================== =========================================================================
+=============================  ================================================================
+``config.json``                model + train config, input normalisation, layout, history, timings
+``best.safetensors``           weights of the epoch with the lowest validation MPJPE
+``last.safetensors``           weights after the last finished epoch
+``optimizer.safetensors``      optimizer tensors (Adam moments, step counts) of ``last``
+``state.json``                 the checkpoint: epoch, step, best score, optimizer hyper-parameters,
+                               RNG seeds, the history, and the files below it belongs to
+``history.json``               per-epoch train loss, validation MPJPE, learning rate, time, poses/s
+``last-EEEEE.safetensors``     the epoch-stamped files ``state.json`` names (``best-``,
+``optimizer-EEEEE...``         ``last-``, ``optimizer-``); the public names above are hard
+``best-BBBBB.safetensors``     links to (or copies of) them
+=============================  ================================================================
 
-Every file is written under a temporary name and renamed, so an interrupted run leaves the
-previous complete checkpoint in place.
+A checkpoint is written in this order (:meth:`posecurator.train.LifterTrainer`): the epoch's
+``last-E`` and ``optimizer-E`` files (and ``best-E`` when the epoch is the best so far), then
+``state.json``, which names those files with their sizes and SHA-1 and is the commit: a
+checkpoint exists once ``state.json`` names it. Only then are the public names, ``history.json``
+and ``config.json`` derived from it, and the epoch files it no longer names removed. Every file is
+written under a temporary name and renamed (:mod:`posecurator.fileio`). So a run killed at any
+instant resumes from the last ``state.json`` exactly (its files are still there and are checked
+against it), and the public files are re-derived from it on resume.
+
+Runs written before the checkpoint named its files (``state.json`` without ``files``) still
+load and resume from the public files.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import tempfile
+import re
 from pathlib import Path
 
 import torch
@@ -27,14 +41,19 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from posecurator.errors import DataError
+from posecurator.fileio import atomic_write, atomic_write_json
 from posecurator.models.lifter import SimpleBaselineLifter
 
 RUN_FORMAT = "posecurator-lifter-run"
 RUN_VERSION = 1
+STATE_VERSION = 2  # 2: state.json names the epoch-stamped files of its checkpoint (and holds the history)
 CONFIG_FILE = "config.json"
 STATE_FILE = "state.json"
 HISTORY_FILE = "history.json"
 OPTIMIZER_FILE = "optimizer.safetensors"
+PUBLIC_WEIGHTS = {"last": "last.safetensors", "best": "best.safetensors", "optimizer": OPTIMIZER_FILE}
+# epoch-stamped checkpoint files: last-00012.safetensors, optimizer-00012.safetensors, best-00010.safetensors
+EPOCH_FILE_RE = re.compile(r"^(last|best|optimizer)-\d{5,}\.safetensors$")
 
 # What the lifter's input and output are; stored in config.json so a reader needs no code to know.
 IO_FACTS = {
@@ -44,23 +63,13 @@ IO_FACTS = {
 
 
 def _atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes owner-only files; run folders are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """``write(tmp)`` then rename over ``path`` (:func:`posecurator.fileio.atomic_write`)."""
+    atomic_write(Path(path), lambda tmp: write(str(tmp)))
 
 
 def write_json(path: str | os.PathLike, obj) -> None:
     """Write ``obj`` as indented JSON, atomically."""
-    text = json.dumps(obj, indent=1)
-    _atomic(Path(path), lambda tmp: Path(tmp).write_text(text))
+    atomic_write_json(path, obj, indent=1)
 
 
 def read_json(path: str | os.PathLike) -> dict:
@@ -88,6 +97,34 @@ def load_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
         raise DataError(path, f"cannot read weights: {e}") from None
+
+
+def epoch_file(kind: str, epoch: int) -> str:
+    """Name of an epoch-stamped checkpoint file: ``epoch_file("last", 12)`` = ``last-00012.safetensors``."""
+    return f"{kind}-{int(epoch):05d}.safetensors"
+
+
+def file_record(path: str | os.PathLike) -> dict:
+    """``{"name", "bytes", "sha1"}`` of a checkpoint file, as ``state.json`` records it."""
+    path = Path(path)
+    data = path.read_bytes()
+    return {"name": path.name, "bytes": len(data), "sha1": hashlib.sha1(data).hexdigest()}
+
+
+def verified_file(run_dir: str | os.PathLike, record: dict) -> Path:
+    """The file ``record`` (of :func:`file_record`) names in ``run_dir``, checked to be exactly the
+    file recorded (size and SHA-1); ``DataError`` when it is missing or differs."""
+    path = Path(run_dir) / record["name"]
+    if not path.is_file():
+        raise DataError(path, f"missing, but {STATE_FILE} names it (damaged run folder: start afresh with resume=False)")
+    if file_record(path) != {"name": path.name, "bytes": record["bytes"], "sha1": record["sha1"]}:
+        raise DataError(path, f"differs from what {STATE_FILE} recorded (damaged run folder: start afresh with resume=False)")
+    return path
+
+
+def run_config_doc(config: dict, model_config: dict) -> dict:
+    """The content of ``config.json``: ``config`` plus the format, the model config and the I/O facts."""
+    return {"format": RUN_FORMAT, "version": RUN_VERSION, **config, "model": model_config, "io": IO_FACTS}
 
 
 def optimizer_to_files(state_dict: dict) -> tuple[dict[str, torch.Tensor], dict]:
@@ -131,8 +168,7 @@ def save_run(run_dir: str | os.PathLike, model: SimpleBaselineLifter, config: di
     config and the input/output facts) into ``run_dir``. Returns the run folder."""
     run_dir = Path(run_dir)
     save_tensors(run_dir / f"{name}.safetensors", model.state_dict(), metadata={"format": RUN_FORMAT})
-    full = {"format": RUN_FORMAT, "version": RUN_VERSION, **config, "model": model.config(), "io": IO_FACTS}
-    write_json(run_dir / CONFIG_FILE, full)
+    write_json(run_dir / CONFIG_FILE, run_config_doc(config, model.config()))
     return run_dir
 
 

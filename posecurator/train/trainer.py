@@ -8,9 +8,19 @@ it is seen through a fixed set of seeded random cameras, and the epoch with the 
 MPJPE is kept as ``best.safetensors``. The test set is never looked at.
 
 Reproducibility: the randomness of epoch ``e`` (cameras, shuffling, 2D noise, dropout) is seeded
-from ``(seed, e)`` alone, so a run resumed from its last checkpoint ends with the same weights as
-an uninterrupted one, and the same seed gives the same weights (on the same machine and thread
-count).
+from ``(seed, e)`` alone, the validation pairs from ``seed`` alone, and samplers are told the
+epoch (``set_epoch``), so a run resumed from its last checkpoint ends with the same weights, bit
+for bit, as an uninterrupted one, and the same seed gives the same weights (on the same machine
+and thread count). A run may be killed at any instant, also while it writes a checkpoint: the
+checkpoint is committed by ``state.json`` alone (:mod:`posecurator.train.checkpoint`), so the
+rerun resumes from the last complete one. One process at a time writes a run folder
+(:func:`posecurator.fileio.output_lock`; a second fails at once).
+
+Test hook (tests/test_resume.py only): with ``POSECURATOR_TEST_KILL_POINT=lifter-POINT:EPOCH``
+the process ends (``os._exit(137)``, as SIGKILL) during the checkpoint write of epoch ``EPOCH`` at
+``POINT``: ``weights`` (``last-E``/``optimizer-E`` written), ``best`` (``best-E`` written too, on
+an improving epoch), ``temp`` (half of the ``state.json`` temporary file written), ``state``
+(``state.json`` written, public names not yet) or ``published`` (older epoch files not yet removed).
 
 Run folder layout: see :mod:`posecurator.train.checkpoint`.
 """
@@ -20,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -32,6 +43,8 @@ from tqdm.auto import tqdm
 
 from posecurator.camera import RandomCameraSampler
 from posecurator.errors import DataError, PoseCuratorError
+from posecurator.fileio import (KILL_POINT_ENV, atomic_link, atomic_write_text, output_lock, remove_stale_temps,
+                                temp_path, test_kill_point)
 from posecurator.metrics import mpjpe, mpjpe_torch
 from posecurator.models.lifter import INPUT_MODES
 from posecurator.poseset import PoseSet
@@ -46,6 +59,11 @@ _SPLIT_STREAM, _VAL_STREAM, _EPOCH_STREAM, _INIT_STREAM, _PASS_STREAM = 11, 13, 
 
 _RUN_FILES = ("best.safetensors", "last.safetensors", ckpt.OPTIMIZER_FILE, ckpt.STATE_FILE,
               ckpt.HISTORY_FILE, ckpt.CONFIG_FILE)
+
+
+def _is_run_file(name: str) -> bool:
+    """A file the trainer writes into a run folder (public or epoch-stamped)."""
+    return name in _RUN_FILES or bool(ckpt.EPOCH_FILE_RE.match(name))
 # Config fields that may change between a run and its resumption (they only extend or cap it).
 _RESUMABLE_CHANGES = {"epochs", "max_steps", "device", "num_threads"}
 
@@ -142,7 +160,7 @@ class TrainConfig:
         """The config as JSON text; also written to ``path`` when given."""
         text = json.dumps(self.to_dict(), indent=1)
         if path is not None:
-            Path(path).write_text(text)
+            atomic_write_text(path, text)
         return text
 
     @classmethod
@@ -331,7 +349,7 @@ class LifterTrainer:
         try:
             # the run seeds torch's global generator (weight init, dropout); fork it so the
             # caller's random state is the same before and after
-            with torch.random.fork_rng(devices=[]):
+            with torch.random.fork_rng(devices=[]), output_lock(out_dir, wait=False):
                 return self._fit(train, out_dir=out_dir, val=val, sampler=sampler, resume=resume,
                                  progress=progress, init_from=init_from)
         finally:
@@ -394,12 +412,14 @@ class LifterTrainer:
 
         state = self._load_resume_state(out_dir, model, optimizer, run_meta) if resume else None
         if state is None:
-            for name in _RUN_FILES:  # a fresh start must not mix with an older run's files
-                (out_dir / name).unlink(missing_ok=True)
+            _remove_run_files(out_dir)  # a fresh start must not mix with an older run's files
             state = {"epoch": -1, "step": 0, "best_epoch": None, "best_val_mpjpe": None,
-                     "train_time_s": 0.0, "pairs_seen": 0, "history": []}
+                     "train_time_s": 0.0, "pairs_seen": 0, "history": [], "files": {}}
         resumed = state["epoch"] >= 0
         data_sampler = self._resolve_sampler(sampler, train_part)
+        if resumed and data_sampler is not None and not hasattr(data_sampler, "set_epoch"):
+            warnings.warn("resuming with a sampler that has no set_epoch(epoch): its order restarts from its first "
+                          "epoch, so the run may end with other weights than an uninterrupted one", stacklevel=3)
 
         start_epoch = state["epoch"] + 1
         total_steps = self._total_steps(data_sampler, train_part)
@@ -419,15 +439,15 @@ class LifterTrainer:
                 improved = record["val_mpjpe"] is None or state["best_val_mpjpe"] is None or record["val_mpjpe"] < state["best_val_mpjpe"]
                 if improved:
                     state["best_epoch"], state["best_val_mpjpe"] = epoch, record["val_mpjpe"]
-                    ckpt.save_tensors(out_dir / "best.safetensors", model.state_dict(), metadata={"epoch": epoch})
                 state["epoch"] = epoch
-                self._save_checkpoint(out_dir, model, optimizer, state, run_meta)
+                self._save_checkpoint(out_dir, model, optimizer, state, run_meta, improved=improved)
         finally:
             bar.close()
 
         if state["epoch"] < 0:
             raise PoseCuratorError(f"{out_dir}: nothing was trained (max_steps={cfg.max_steps}, epochs={cfg.epochs})")
-        best = ckpt.load_tensors(out_dir / "best.safetensors")
+        best_record = state["files"].get("best")
+        best = ckpt.load_tensors(out_dir / best_record["name"] if best_record else out_dir / "best.safetensors")
         model.load_state_dict(best)
         self.model_ = model.eval()
         self.history_ = state["history"]
@@ -550,28 +570,53 @@ class LifterTrainer:
             n = len(data_sampler) * self.config.n_views
         return n if self.config.max_epoch_pairs is None else min(n, self.config.max_epoch_pairs)
 
-    def _save_checkpoint(self, out_dir: Path, model, optimizer, state: dict, run_meta: dict) -> None:
-        # state.json goes last: it is what marks the checkpoint complete
-        history = _history_doc(state)
-        ckpt.save_run(out_dir, model, {**run_meta, "history": history}, name="last")
+    def _save_checkpoint(self, out_dir: Path, model, optimizer, state: dict, run_meta: dict, *, improved: bool) -> None:
+        """Write the checkpoint of ``state["epoch"]``: its files first, ``state.json`` (naming
+        them) last, as the commit; then the public names and the clean-up (see the module
+        docstring of :mod:`posecurator.train.checkpoint`)."""
+        epoch = state["epoch"]
+        files = dict(state["files"])
+        weights = model.state_dict()
+        ckpt.save_tensors(out_dir / ckpt.epoch_file("last", epoch), weights, metadata={"format": ckpt.RUN_FORMAT})
         tensors, opt_meta = ckpt.optimizer_to_files(optimizer.state_dict())
-        ckpt.save_tensors(out_dir / ckpt.OPTIMIZER_FILE, tensors)
-        ckpt.write_json(out_dir / ckpt.HISTORY_FILE, history)
-        ckpt.write_json(out_dir / ckpt.STATE_FILE, {
-            "epoch": state["epoch"], "step": state["step"], "best_epoch": state["best_epoch"],
+        ckpt.save_tensors(out_dir / ckpt.epoch_file("optimizer", epoch), tensors)
+        files["last"] = ckpt.file_record(out_dir / ckpt.epoch_file("last", epoch))
+        files["optimizer"] = ckpt.file_record(out_dir / ckpt.epoch_file("optimizer", epoch))
+        _kill_point("weights", epoch)
+        if improved:
+            ckpt.save_tensors(out_dir / ckpt.epoch_file("best", epoch), weights, metadata={"epoch": epoch})
+            files["best"] = ckpt.file_record(out_dir / ckpt.epoch_file("best", epoch))
+            _kill_point("best", epoch)
+        doc = {
+            "format": "posecurator-lifter-state", "version": ckpt.STATE_VERSION,
+            "epoch": epoch, "step": state["step"], "best_epoch": state["best_epoch"],
             "best_val_mpjpe": state["best_val_mpjpe"], "train_time_s": state["train_time_s"],
             "pairs_seen": state["pairs_seen"], "optimizer": opt_meta,
             # the RNG state of every epoch is a function of these (see _train_epoch)
-            "rng": {"numpy_seed_sequence_of_next_epoch": [self.config.seed, _EPOCH_STREAM, state["epoch"] + 1],
+            "rng": {"numpy_seed_sequence_of_next_epoch": [self.config.seed, _EPOCH_STREAM, epoch + 1],
                     "torch": "manual_seed drawn from that numpy stream"},
             "fingerprint": run_meta["data"]["fingerprint"],
-        })
+            "files": files, "history": state["history"], "run": run_meta, "model": model.config(),
+        }
+        _kill_point("temp", epoch, partial=(out_dir / ckpt.STATE_FILE, json.dumps(doc, indent=1)))
+        ckpt.write_json(out_dir / ckpt.STATE_FILE, doc)  # the commit
+        state["files"] = files
+        _kill_point("state", epoch)
+        _publish(out_dir, doc)
+        _kill_point("published", epoch)
+        _remove_unnamed(out_dir, files)
 
     def _load_resume_state(self, out_dir: Path, model, optimizer, run_meta: dict) -> dict | None:
+        """The state of ``out_dir``'s last checkpoint, loaded into ``model`` and ``optimizer``;
+        None when there is none (a fresh start). Refuses a run of another config or data."""
         state_path = out_dir / ckpt.STATE_FILE
-        if not state_path.is_file() or not (out_dir / "last.safetensors").is_file():
+        if not state_path.is_file():
             return None
-        stored = ckpt.read_json(out_dir / ckpt.CONFIG_FILE)
+        state_doc = ckpt.read_json(state_path)
+        named = isinstance(state_doc.get("files"), dict)  # False: a run of the first format
+        if not named and not (out_dir / "last.safetensors").is_file():
+            return None
+        stored = state_doc["run"] if named else ckpt.read_json(out_dir / ckpt.CONFIG_FILE)
         old_train = dict(stored.get("train", {}))
         new_train = run_meta["train"]
         changed = sorted(k for k in set(old_train) | set(new_train)
@@ -579,15 +624,77 @@ class LifterTrainer:
         if changed:
             raise PoseCuratorError(f"{out_dir} holds a run with a different training config ({', '.join(changed)}); "
                                    "use another output folder or resume=False to start afresh")
-        state_doc = ckpt.read_json(state_path)
         if state_doc.get("fingerprint") != run_meta["data"]["fingerprint"]:
             raise PoseCuratorError(f"{out_dir} holds a run trained on different data; use another output folder or resume=False")
-        model.load_state_dict(ckpt.load_tensors(out_dir / "last.safetensors"))
-        optimizer.load_state_dict(ckpt.optimizer_from_files(ckpt.load_tensors(out_dir / ckpt.OPTIMIZER_FILE), state_doc["optimizer"]))
-        history = ckpt.read_json(out_dir / ckpt.HISTORY_FILE)
+        if named:
+            files = state_doc["files"]
+            for record in files.values():
+                ckpt.verified_file(out_dir, record)
+            last, opt, history = out_dir / files["last"]["name"], out_dir / files["optimizer"]["name"], state_doc["history"]
+        else:
+            files = _adopt_first_format(out_dir, state_doc)
+            last, opt = out_dir / "last.safetensors", out_dir / ckpt.OPTIMIZER_FILE
+            history = ckpt.read_json(out_dir / ckpt.HISTORY_FILE).get("epochs", [])
+        model.load_state_dict(ckpt.load_tensors(last))
+        optimizer.load_state_dict(ckpt.optimizer_from_files(ckpt.load_tensors(opt), state_doc["optimizer"]))
+        if named:  # a kill may have come before the public names or the clean-up: redo them
+            _publish(out_dir, state_doc)
+            _remove_unnamed(out_dir, files)
         return {"epoch": int(state_doc["epoch"]), "step": int(state_doc["step"]), "best_epoch": state_doc["best_epoch"],
                 "best_val_mpjpe": state_doc["best_val_mpjpe"], "train_time_s": float(state_doc["train_time_s"]),
-                "pairs_seen": int(state_doc["pairs_seen"]), "history": list(history.get("epochs", []))}
+                "pairs_seen": int(state_doc["pairs_seen"]), "history": list(history), "files": files}
+
+
+def _kill_point(point: str, epoch: int, *, partial: tuple[Path, str] | None = None) -> None:
+    """The test hook of the module docstring. ``partial`` = (file, text): first leave half of
+    ``text`` in a temporary file of ``file``, as a kill in the middle of its write would."""
+    name = f"lifter-{point}:{epoch}"
+    if partial is not None and os.environ.get(KILL_POINT_ENV) == name:
+        path, text = partial
+        temp_path(path).write_text(text[: len(text) // 2])
+    test_kill_point(name)
+
+
+def _publish(out_dir: Path, doc: dict) -> None:
+    """Derive the public files from a committed ``state.json`` document: ``last``/``best``/
+    ``optimizer.safetensors`` name its epoch files; ``history.json`` and ``config.json``."""
+    for kind, record in doc["files"].items():
+        atomic_link(out_dir / record["name"], out_dir / ckpt.PUBLIC_WEIGHTS[kind])
+    history = _history_doc(doc)
+    ckpt.write_json(out_dir / ckpt.HISTORY_FILE, history)
+    ckpt.write_json(out_dir / ckpt.CONFIG_FILE, ckpt.run_config_doc({**doc["run"], "history": history}, doc["model"]))
+
+
+def _remove_unnamed(out_dir: Path, files: dict) -> None:
+    """Remove epoch files that the committed checkpoint does not name (older epochs, or those of
+    an epoch whose commit a kill prevented) and temporary files a kill left behind."""
+    keep = {record["name"] for record in files.values()}
+    for path in out_dir.iterdir():
+        if ckpt.EPOCH_FILE_RE.match(path.name) and path.name not in keep:
+            path.unlink(missing_ok=True)
+    remove_stale_temps(out_dir, _is_run_file)
+
+
+def _remove_run_files(out_dir: Path) -> None:
+    """Remove every file the trainer writes from ``out_dir`` (a fresh start)."""
+    if not out_dir.is_dir():
+        return
+    for path in out_dir.iterdir():
+        if _is_run_file(path.name):
+            path.unlink(missing_ok=True)
+    remove_stale_temps(out_dir, _is_run_file)
+
+
+def _adopt_first_format(out_dir: Path, state_doc: dict) -> dict:
+    """Resuming a run of the first format (public files only): give its best weights an epoch
+    name, so the next checkpoint can name them whether or not its epoch improves."""
+    remove_stale_temps(out_dir, _is_run_file)
+    best = out_dir / "best.safetensors"
+    if not best.is_file() or state_doc.get("best_epoch") is None:
+        return {}
+    stamped = out_dir / ckpt.epoch_file("best", state_doc["best_epoch"])
+    atomic_link(best, stamped)
+    return {"best": ckpt.file_record(stamped)}
 
 
 def _rate(state: dict) -> float | None:
@@ -595,6 +702,7 @@ def _rate(state: dict) -> float | None:
 
 
 def _history_doc(state: dict) -> dict:
+    """The content of history.json (``state``: the trainer's state or a state.json document)."""
     return {"epochs": state["history"], "best_epoch": state["best_epoch"], "best_val_mpjpe": state["best_val_mpjpe"],
             "steps": state["step"], "training_time_s": state["train_time_s"], "pairs_seen": state["pairs_seen"],
             "poses_per_s": _rate(state)}

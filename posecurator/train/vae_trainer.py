@@ -9,6 +9,16 @@ a 100k-pose 3D set in roughly a minute.
 On disk (``out_dir``): ``vae.safetensors`` (weights) and ``vae.json`` (format, model
 hyper-parameters, :class:`VAEConfig`, history); both written under temporary names and renamed.
 
+Resumable training (``train_vae(..., resumable=True)``): every ``max(1, epochs // 20)`` epochs a
+checkpoint goes to ``out_dir``: ``checkpoint-EEEEE.safetensors`` (weights, Adam tensors, torch's
+global RNG state and the shuffling generator's state) and then ``checkpoint.json`` (epoch,
+history, Adam and learning-rate schedule hyper-parameters, the config, a fingerprint of the
+training tensors, and the checkpoint file's size and SHA-1), which commits it. A rerun of the same
+training continues from the committed checkpoint and ends with the same weights, bit for bit, as
+an uninterrupted one; the checkpoint files are removed once ``vae.safetensors`` is written. Test
+hook (tests/test_resume.py): ``POSECURATOR_TEST_KILL_POINT=vae-weights:E`` / ``vae-state:E`` ends
+the process after epoch E's checkpoint weights / its ``checkpoint.json`` are written.
+
 The ``vae_recon`` scorer of the scoring layer takes the VAE through injected functions (scoring
 sits below this layer); :func:`make_vae_scorer` / :func:`load_vae_scorer` build it with this
 module's training and scoring, and :func:`vae_score_fn` gives the ``score_fn`` of the difficulty
@@ -18,6 +28,7 @@ samplers (:func:`posecurator.selection.samplers.resolve_scores`).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -31,6 +42,7 @@ import numpy as np
 import torch
 
 from posecurator.errors import DataError
+from posecurator.fileio import atomic_write, atomic_write_json, output_lock, remove_stale_temps, test_kill_point
 from posecurator.models.pose_vae import (PoseNormalization, PoseVAE, normalize_poses, pose_arrays,
                                          reconstruction_errors, vae_loss)
 from posecurator.poseset import PoseSet
@@ -41,6 +53,8 @@ VAE_FORMAT = "posecurator-pose-vae"
 VAE_VERSION = 1
 WEIGHTS_FILE = "vae.safetensors"
 CONFIG_FILE = "vae.json"
+CHECKPOINT_FILE = "checkpoint.json"
+CHECKPOINT_FORMAT = "posecurator-vae-checkpoint"
 
 
 @dataclass
@@ -172,19 +186,26 @@ def _evaluate(model, y, m, lambda_kl, generator) -> tuple[float, float, float]:
 
 
 def train_vae(poses: PoseSet, config: VAEConfig | None = None, *, out_dir: str | os.PathLike | None = None,
-              progress: bool = True) -> tuple[PoseVAE, dict]:
+              progress: bool = True, resumable: bool = False) -> tuple[PoseVAE, dict]:
     """Train a pose VAE on ``poses``; returns (model in eval mode, history).
 
     history: lists per epoch ``epoch, train_loss, train_recon, train_kl, val_loss, val_recon,
     val_kl, seconds`` (val_* are NaN without a validation split) plus ``n_train``, ``n_val``.
     Poses with too few labelled joints (see ``MIN_VISIBLE_JOINTS``) are left out of training.
+    ``resumable`` (needs ``out_dir``): write checkpoints and continue from one of the same training
+    left by an interrupted call (module docstring); one process at a time may then use ``out_dir``.
     """
     config = config or VAEConfig()
+    if resumable and out_dir is None:
+        raise ValueError("resumable training needs out_dir (where the checkpoints go)")
     with torch_threads(config.num_threads):
-        return _train_vae(poses, config, out_dir=out_dir, progress=progress)
+        if not resumable:
+            return _train_vae(poses, config, out_dir=out_dir, progress=progress, checkpoints=None)
+        with output_lock(out_dir, wait=False):
+            return _train_vae(poses, config, out_dir=out_dir, progress=progress, checkpoints=Path(out_dir))
 
 
-def _train_vae(poses: PoseSet, config: VAEConfig, *, out_dir, progress: bool) -> tuple[PoseVAE, dict]:
+def _train_vae(poses: PoseSet, config: VAEConfig, *, out_dir, progress: bool, checkpoints: Path | None) -> tuple[PoseVAE, dict]:
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     normed, mask, valid, norm = prepare_inputs(poses, config)
@@ -205,11 +226,18 @@ def _train_vae(poses: PoseSet, config: VAEConfig, *, out_dir, progress: bool) ->
     gen = torch.Generator().manual_seed(config.seed)
     hist = {k: [] for k in ("epoch", "train_loss", "train_recon", "train_kl", "val_loss", "val_recon", "val_kl", "seconds")}
     hist.update(n_train=int(len(tr)), n_val=int(len(va)))
-    epochs = range(config.epochs)
+    start, fingerprint = 0, None
+    if checkpoints is not None:
+        fingerprint = _training_fingerprint(config, y_tr, m_tr, y_va, m_va)
+        loaded = _load_checkpoint(checkpoints, fingerprint, model, opt, sched, gen)
+        if loaded is not None:
+            start, hist = loaded
+    every = max(1, config.epochs // 20)  # at most ~20 checkpoints, whatever the epochs
+    epochs = range(start, config.epochs)
     if progress:
         from tqdm.auto import tqdm
 
-        epochs = tqdm(epochs, desc="pose VAE", unit="epoch")
+        epochs = tqdm(epochs, desc="pose VAE", unit="epoch", initial=start, total=config.epochs)
     for epoch in epochs:
         t0 = time.perf_counter()
         tl, tr_rec, tk = _epoch_pass(model, opt, y_tr, m_tr, config.batch_size, config.lambda_kl, gen)
@@ -221,10 +249,86 @@ def _train_vae(poses: PoseSet, config: VAEConfig, *, out_dir, progress: bool) ->
             hist[k].append(v)
         if progress:
             epochs.set_postfix(loss=f"{tl:.4f}", val=f"{vl:.4f}", kl=f"{tk:.2f}")
+        if checkpoints is not None and (epoch + 1) % every == 0 and epoch + 1 < config.epochs:
+            _save_checkpoint(checkpoints, epoch, model, opt, sched, gen, hist, fingerprint, config)
     model.eval()
     if out_dir is not None:
         save_vae(model, config, out_dir, history=hist)
+    if checkpoints is not None:  # the finished VAE is saved: its checkpoints are done with
+        _remove_checkpoints(checkpoints, keep=None)
+        (checkpoints / CHECKPOINT_FILE).unlink(missing_ok=True)
     return model, hist
+
+
+# ---------------------------------------------------------------------- checkpoints of train_vae
+def _training_fingerprint(config: VAEConfig, *tensors: torch.Tensor) -> str:
+    """SHA-1 of the config and the exact training / validation tensors: a checkpoint is resumed
+    only by the training that wrote it."""
+    h = hashlib.sha1(json.dumps(config.to_dict(), sort_keys=True).encode())
+    for t in tensors:
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
+def _checkpoint_name(epoch: int) -> str:
+    return f"checkpoint-{int(epoch):05d}.safetensors"
+
+
+def _save_checkpoint(folder: Path, epoch: int, model, opt, sched, gen, hist: dict, fingerprint: str,
+                     config: VAEConfig) -> None:
+    """Epoch ``epoch``'s checkpoint: the tensors first, ``checkpoint.json`` naming them last (the commit)."""
+    from posecurator.train.checkpoint import file_record, optimizer_to_files, save_tensors
+
+    opt_tensors, opt_meta = optimizer_to_files(opt.state_dict())
+    tensors = {**{f"model.{k}": v for k, v in model.state_dict().items()},
+               **{f"optimizer.{k}": v for k, v in opt_tensors.items()},
+               # dropout-free, but the reparameterisation draws from torch's global generator
+               "rng.torch": torch.get_rng_state(), "rng.shuffle": gen.get_state()}
+    name = _checkpoint_name(epoch)
+    save_tensors(folder / name, tensors)
+    test_kill_point(f"vae-weights:{epoch}")
+    atomic_write_json(folder / CHECKPOINT_FILE, {
+        "format": CHECKPOINT_FORMAT, "version": 1, "epoch": int(epoch), "config": config.to_dict(),
+        "fingerprint": fingerprint, "history": hist, "optimizer": opt_meta, "scheduler": sched.state_dict(),
+        "file": file_record(folder / name)})
+    test_kill_point(f"vae-state:{epoch}")
+    _remove_checkpoints(folder, keep=name)
+
+
+def _load_checkpoint(folder: Path, fingerprint: str, model, opt, sched, gen) -> tuple[int, dict] | None:
+    """(first epoch to train, history) from ``folder``'s committed checkpoint of this training,
+    with the model, optimizer, schedule and both generators restored; None (and stale checkpoint
+    files removed) when there is none."""
+    from posecurator.train.checkpoint import load_tensors, optimizer_from_files, verified_file
+
+    try:
+        doc = json.loads((folder / CHECKPOINT_FILE).read_text())
+    except (OSError, ValueError):
+        doc = None
+    if not isinstance(doc, dict) or doc.get("format") != CHECKPOINT_FORMAT or doc.get("fingerprint") != fingerprint:
+        _remove_checkpoints(folder, keep=None)
+        (folder / CHECKPOINT_FILE).unlink(missing_ok=True)
+        return None
+    tensors = load_tensors(verified_file(folder, doc["file"]))
+    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+    opt.load_state_dict(optimizer_from_files({k[len("optimizer."):]: v for k, v in tensors.items()
+                                              if k.startswith("optimizer.")}, doc["optimizer"]))
+    sched.load_state_dict(doc["scheduler"])
+    torch.set_rng_state(tensors["rng.torch"])
+    gen.set_state(tensors["rng.shuffle"])
+    _remove_checkpoints(folder, keep=doc["file"]["name"])
+    return int(doc["epoch"]) + 1, doc["history"]
+
+
+def _remove_checkpoints(folder: Path, *, keep: str | None) -> None:
+    """Remove checkpoint files other than ``keep`` and temporary files a kill left behind."""
+    if not folder.is_dir():
+        return
+    for path in folder.glob("checkpoint-*.safetensors"):
+        if path.name != keep:
+            path.unlink(missing_ok=True)
+    remove_stale_temps(folder, lambda name: name.startswith("checkpoint") or name in (WEIGHTS_FILE, CONFIG_FILE))
 
 
 def save_vae(model: PoseVAE, config: VAEConfig, out_dir: str | os.PathLike, *, history: dict | None = None) -> Path:
@@ -235,15 +339,9 @@ def save_vae(model: PoseVAE, config: VAEConfig, out_dir: str | os.PathLike, *, h
     out.mkdir(parents=True, exist_ok=True)
     meta = {"format": VAE_FORMAT, "version": VAE_VERSION, "model": model.hparams, "config": config.to_dict(),
             "history": _json_safe(history or {})}
-    tmp_w, tmp_c = out / f".{WEIGHTS_FILE}.tmp", out / f".{CONFIG_FILE}.tmp"
-    try:
-        save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp_w))
-        tmp_c.write_text(json.dumps(meta, indent=1))
-        os.replace(tmp_w, out / WEIGHTS_FILE)
-        os.replace(tmp_c, out / CONFIG_FILE)
-    finally:
-        for t in (tmp_w, tmp_c):
-            t.unlink(missing_ok=True)
+    weights = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    atomic_write(out / WEIGHTS_FILE, lambda tmp: save_file(weights, str(tmp)))
+    atomic_write_json(out / CONFIG_FILE, meta, indent=1)
     return out
 
 
