@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -114,14 +113,17 @@ def cmd_add(args):
         raise DataError(out, "exists and is not a folder")
     train = _load(args.dataset, args)
     _require_3d(train, args.dataset)
+    from posecurator.cli.commands_report import recorded_command, write_run_report
     from posecurator.report.plots import render_add_plots
 
-    summary = run_add(train, out, config, progress=not args.quiet, log=_log(args), render=render_add_plots)
+    with recorded_command(out, args):
+        summary = run_add(train, out, config, progress=not args.quiet, log=_log(args), render=render_add_plots)
     s, lf = summary["sizes"], summary["lifters"]
     ref, fin = lf["reference"]["best_val_mpjpe"], lf["final"]["best_val_mpjpe"]
     print(f"ADD: {s['train_part']} original + {s['distilled']} distilled poses (x{s['multiplier_achieved']:.2f}); "
           f"validation MPJPE reference {_mm(ref)} -> final {_mm(fin)}; lifter -> {out} "
           f"(posecurator evaluate {out} TEST_DATASET)")
+    write_run_report(out, args, kind="add")
 
 
 def _mm(v) -> str:
@@ -132,6 +134,7 @@ def cmd_augment(args):
     import time
 
     from posecurator.augment import JointAnglePrior, evolve
+    from posecurator.fileio import atomic_write_json
     from posecurator.pipelines.add import ADDConfig
     from posecurator.poseset import PoseSet
 
@@ -158,7 +161,7 @@ def cmd_augment(args):
            "poses_per_s": (sum(s.made for s in stats) / gen_s) if gen_s > 0 else None,
            "generations": [s.to_dict() for s in stats], "evolution": config.evolution_config(multiple=multiple).to_dict(),
            "prior": config.prior}
-    (out / "augment_stats.json").write_text(json.dumps(doc, indent=1))
+    atomic_write_json(out / "augment_stats.json", doc, indent=1)
     rates = ", ".join(f"g{s.generation}: {100 * s.rejection_rate:.0f}%" for s in stats)
     print(f"augmented {len(ps)} -> +{len(aug)} poses in {len(stats)} generations ({gen_s:.1f} s; rejected by the prior {rates}) "
           f"-> {out}")

@@ -98,10 +98,13 @@ def cmd_difficulty(args) -> None:
         raise PoseCuratorError(f"--bins must be >= 1, got {args.bins}")
     options = _vae_options(args.config, args.epochs)
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr))
-    res = run_difficulty(args.dataset, out_dir=args.output, k=args.bins, space=args.space, seed=args.seed,
-                         vae_config=options, heldout=args.heldout, mapping=args.mapping, n_gallery=args.gallery,
-                         min_keypoints=args.min_keypoints,
-                         progress=not args.quiet, log=log, render=render_difficulty_plots)
+    from posecurator.cli.commands_report import recorded_command, write_run_report
+
+    with recorded_command(args.output, args):
+        res = run_difficulty(args.dataset, out_dir=args.output, k=args.bins, space=args.space, seed=args.seed,
+                             vae_config=options, heldout=args.heldout, mapping=args.mapping, n_gallery=args.gallery,
+                             min_keypoints=args.min_keypoints,
+                             progress=not args.quiet, log=log, render=render_difficulty_plots)
     rep = res["report"]
     q = rep["score_quantiles"]
     print(f"scored {rep['n_scored']} of {res['n_poses']} poses ({res['space']} VAE); median score {q['q50']:.4g} "
@@ -111,6 +114,7 @@ def cmd_difficulty(args) -> None:
             print(f"  {name:<12} {Path(args.output) / rep['files'][name]}")
     if "heldout" in res:
         print(f"  held-out set: {res['heldout']['n_scored']} poses scored -> {Path(args.output) / 'heldout'}")
+    write_run_report(args.output, args, kind="difficulty")
 
 
 def cmd_vae_bench(args) -> None:
@@ -121,9 +125,13 @@ def cmd_vae_bench(args) -> None:
     config = load_train_config(args.config) if args.config else None
     vae_config = _vae_options(args.vae_config) if args.vae_config else None  # overrides of the bench VAE config
     out = Path(args.output or Path("bench-out") / f"vae-{split.name}")
-    doc = run_vae_experiment(split, out_dir=out, seeds=args.seeds, settings=settings_from_args(args, split), methods=args.methods,
-                             preset=args.preset, config=config, vae_config=vae_config, k=args.bins,
-                             progress=not args.quiet, log=lambda m: print(m, file=sys.stderr),
-                             render=render_vae_experiment_plots)
+    from posecurator.cli.commands_report import recorded_command, write_run_report
+
+    with recorded_command(out, args):
+        doc = run_vae_experiment(split, out_dir=out, seeds=args.seeds, settings=settings_from_args(args, split), methods=args.methods,
+                                 preset=args.preset, config=config, vae_config=vae_config, k=args.bins,
+                                 progress=not args.quiet, log=lambda m: print(m, file=sys.stderr),
+                                 render=render_vae_experiment_plots)
     print((out / "vae_table.md").read_text())
     print(f"results: {out / 'vae_results.json'}; figures: " + ", ".join(str(out / f) for f in doc["files"].values()))
+    write_run_report(out, args, kind="vae-bench")

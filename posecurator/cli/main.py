@@ -201,9 +201,13 @@ def cmd_train(args):
     ps = load_dataset(args.dataset, progress=not args.quiet)
     if not args.quiet:
         print(f"lifter preset: {config.preset_name or 'custom config ' + str(args.config)}", file=sys.stderr)
-    result = LifterTrainer(config).fit(ps, out_dir=args.output, sampler=sampler, progress=not args.quiet)
+    from posecurator.cli.commands_report import recorded_command, write_run_report
+
+    with recorded_command(args.output, args):
+        result = LifterTrainer(config).fit(ps, out_dir=args.output, sampler=sampler, progress=not args.quiet)
     best = result.get("best_val_mpjpe") if isinstance(result, dict) else None
     print(f"trained lifter -> {args.output}" + (f" (best validation MPJPE {best:.1f} mm)" if best is not None else ""))
+    write_run_report(args.output, args, kind="lifter")
 
 
 def cmd_evaluate(args):
@@ -248,18 +252,26 @@ def cmd_bench(args):
             raise PoseCuratorError("method add_optuna needs Optuna: pip install optuna (or posecurator[search])") from None
     kwargs = dict(out_dir=out, seeds=args.seeds, settings=settings_from_args(args, split), methods=args.methods, preset=args.preset,
                   config=config, log=lambda m: print(m, file=sys.stderr))
-    if args.jobs > 1 and not args.table_only:
-        run_bench_parallel(split, jobs=args.jobs, **kwargs)
-    res = run_bench(split, progress=not args.quiet, table_only=args.table_only or args.jobs > 1, **kwargs)
+    from posecurator.cli.commands_report import recorded_command, write_run_report
+
+    with recorded_command(out, args):
+        if args.jobs > 1 and not args.table_only:
+            run_bench_parallel(split, jobs=args.jobs, **kwargs)
+        res = run_bench(split, progress=not args.quiet, table_only=args.table_only or args.jobs > 1, **kwargs)
     print((out / "table.md").read_text())
     print(f"results: {out / 'results.json'} ({res['wall_time_s']:.0f} s)")
+    write_run_report(out, args, kind="bench")
 
 
 def cmd_demo(args):
+    from posecurator.cli.commands_report import recorded_command, write_demo_reports
     from posecurator.pipelines.demo import run_demo
-    from posecurator.report.plots import render_add_plots
+    from posecurator.report.plots import render_add_plots, render_difficulty_plots, render_hard_plots
 
-    run_demo(out_dir=args.output, preset=args.preset, seed=args.seed, progress=not args.quiet, render_add=render_add_plots)
+    with recorded_command(args.output, args):
+        run_demo(out_dir=args.output, preset=args.preset, seed=args.seed, progress=not args.quiet, render_add=render_add_plots,
+                 render_difficulty=render_difficulty_plots, render_hard=render_hard_plots)
+    write_demo_reports(args.output, args)
 
 
 COMMANDS = {"import": cmd_import, "info": cmd_info, "export": cmd_export, "train": cmd_train,

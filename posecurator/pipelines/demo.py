@@ -3,21 +3,36 @@
 pybullet ships the DeepMimic reference motions (real motion capture retargeted to its humanoid).
 The demo imports them, holds out three activities as the test set, trains the lifter on the rest
 (validation split cut from the training clips) and evaluates it through the fixed evaluation rig,
-with GT and noisy 2D. Then it runs ADD (evolutionary augmentation, quality and scale
-distillation, fine-tuning) on the same training clips and evaluates that lifter the same way.
+with GT and noisy 2D. Then it runs every method pipeline on the same clips:
+
+* ADD (evolutionary augmentation, quality and scale distillation, fine-tuning) -> ``add/``;
+* VAE difficulty sampling: ``posecurator difficulty`` on the training clips (a small pose VAE,
+  :data:`DIFFICULTY_BINS` bins) -> ``difficulty/``, then a lifter on the VAE-hardest third
+  (``hard:0.33`` with those scores, as ``posecurator train --sampler hard:0.33 --scores`` does)
+  -> ``hard33/``; the test poses are scored by the same VAE and put into the training set's bins,
+  and every lifter's test MPJPE is given per bin (``per_bin``, the paper's Fig. 4);
+* PoseSyn's error extraction (``posecurator hard``) of the baseline lifter on the TEST clips seen
+  as 2D through seeded random cameras -> ``hard/`` (no text embeddings: fast).
+
+Every lifter is evaluated the same way. ``demo.json`` holds the results, the run folders
+(``runs``, ``parts``) and the command lines that make each part alone (``commands``). Plots and
+the HTML report are drawn by the report layer, which the CLI passes in (``render_*``).
 """
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 
+from posecurator.fileio import atomic_write_json
 from posecurator.poseset import PoseSet
 
 TEST_ACTIVITIES = ("walk", "spinkick", "jump")
+DIFFICULTY_BINS = 10  # few poses (880): 10 bins of 88
+DIFFICULTY_VAE = {"epochs": 60}  # a small VAE budget (~2 s): the demo shows the method, not its best VAE
+HARD_TOP, HARD_BOTTOM = 30, 20  # of the 130 test frames
 
 
 def load_demo_clips(progress: bool = True) -> PoseSet:
@@ -28,9 +43,10 @@ def load_demo_clips(progress: bool = True) -> PoseSet:
 
 
 def run_demo(*, out_dir: str | Path = "demo-out", preset: str = "fast", seed: int = 0, progress: bool = True, log=print,
-             render_add=None, with_add: bool = True) -> dict:
-    """``render_add``: the report layer's ADD plot renderer (the CLI passes it; pipelines do not
-    import the report layer)."""
+             render_add=None, with_add: bool = True, render_difficulty=None, render_hard=None,
+             with_difficulty: bool = True, with_hard: bool = True) -> dict:
+    """``render_add`` / ``render_difficulty`` / ``render_hard``: the report layer's plot renderers
+    (the CLI passes them; pipelines do not import the report layer)."""
     from posecurator.pipelines.add import ADDConfig, run_add
     from posecurator.train.evaluate import evaluate_run
     from posecurator.train.trainer import LifterTrainer, TrainConfig
@@ -54,13 +70,103 @@ def run_demo(*, out_dir: str | Path = "demo-out", preset: str = "fast", seed: in
         run_add(train, out_dir / "add", ADDConfig(seed=seed, lifter_preset=preset), progress=progress,
                 log=lambda m: log(f"[demo] {m}"), render=render_add)
         runs["add"] = out_dir / "add" / "lifter"
+    if with_difficulty:
+        runs["vae_hard33"] = _difficulty_part(train, out_dir, config, seed=seed, progress=progress, log=log,
+                                              render=render_difficulty)
     results = {}
     for method, run_dir in runs.items():
         for setting, noise in (("gt", 0.0), ("noisy", 5.0)):
             r = results.setdefault(method, {})[setting] = evaluate_run(run_dir, test, noise_px=noise, seed=seed)
             log(f"[demo] {method:>8} {setting:>5} 2D: MPJPE {r['mpjpe']:.1f} mm, PA-MPJPE {r['pa_mpjpe']:.1f} mm, "
                 f"PCK3D@150 {100 * r['pck3d']:.1f}%, AUC {100 * r['auc']:.1f}% on {r['n_poses']} 2D-3D pairs")
+    if with_difficulty:
+        results["per_bin"] = _per_bin(runs, test, out_dir / "difficulty", seed=seed)
+    if with_hard:
+        results["hard"] = _hard_part(test, out_dir, seed=seed, log=log, render=render_hard)
+    results.update(_description(out_dir, runs, preset=preset, seed=seed, with_add=with_add,
+                                with_difficulty=with_difficulty, with_hard=with_hard))
     results["wall_time_s"] = time.perf_counter() - t0
-    (out_dir / "demo.json").write_text(json.dumps(results, indent=1))
+    atomic_write_json(out_dir / "demo.json", results, indent=1)
     log(f"[demo] done in {results['wall_time_s']:.0f} s; results in {out_dir / 'demo.json'}")
     return results
+
+
+def _difficulty_part(train: PoseSet, out_dir: Path, config, *, seed: int, progress: bool, log, render) -> Path:
+    """``posecurator difficulty`` on the training clips, then a lifter on the VAE-hardest third."""
+    from posecurator.pipelines.vae_sampling import run_difficulty
+    from posecurator.selection.samplers import parse_sampler_spec
+    from posecurator.train.trainer import LifterTrainer
+
+    log(f"[demo] VAE difficulty: a pose VAE scores the training poses, {DIFFICULTY_BINS} bins; then a lifter on the hardest third")
+    run_difficulty(out_dir / "train.pcs", out_dir=out_dir / "difficulty", k=DIFFICULTY_BINS, seed=seed,
+                   vae_config=dict(DIFFICULTY_VAE), min_keypoints=8, progress=progress, log=lambda m: log(f"[demo] {m}"), render=render)
+    sampler = parse_sampler_spec("hard:0.33", scores=out_dir / "difficulty" / "scores.npz")
+    LifterTrainer(config).fit(train, out_dir=out_dir / "hard33", sampler=sampler, progress=progress)
+    return out_dir / "hard33"
+
+
+def _per_bin(runs: dict, test: PoseSet, diff_dir: Path, *, seed: int) -> dict:
+    """Test MPJPE (GT 2D) of every lifter per difficulty bin: the test poses scored by the
+    training set's VAE and put into its bins (the paper's Fig. 4)."""
+    import json
+
+    from posecurator.pipelines.vae_sampling import evaluate_with_evalpose
+    from posecurator.selection.bins import assign_bins
+    from posecurator.train.vae_trainer import load_vae, score_poses
+
+    model, vcfg = load_vae(diff_dir / "vae")
+    edges = np.asarray(json.loads((diff_dir / "bins.json").read_text())["edges"], dtype=np.float64)
+    k = len(edges) - 1
+    bins = assign_bins(score_poses(model, test, projection_seed=vcfg.projection_seed), edges)
+    out = {"what": "test MPJPE (mm, GT 2D) per difficulty bin: test poses scored by the training set's pose VAE, "
+                   "put into the training set's bins (0 = easiest); null = no test pose in the bin",
+           "k": k, "counts": np.bincount(bins, minlength=k).tolist(), "mpjpe": {}}
+    for method, run_dir in runs.items():
+        r = evaluate_with_evalpose(run_dir, test, noise_px=0.0, seed=seed, binnings={"source_edges": bins}, k=k)
+        out["mpjpe"][method] = [None if not np.isfinite(v) else float(v) for v in r["per_bin"]["source_edges"]["mpjpe"]]
+    return out
+
+
+def _hard_part(test: PoseSet, out_dir: Path, *, seed: int, log, render) -> dict:
+    """``posecurator hard`` of the baseline lifter on the test clips (seen through random cameras)."""
+    from posecurator.pipelines.hard_samples import run_hard
+    from posecurator.train.estimator import LifterEstimator
+
+    log("[demo] hard samples: the baseline lifter on the test clips seen through random cameras (PoseSyn error extraction)")
+    summary = run_hard(test, LifterEstimator(out_dir / "lifter"), out_dir=out_dir / "hard", top=HARD_TOP, bottom=HARD_BOTTOM,
+                       seed=seed, embed=False, log=lambda m: log(f"[demo] {m}"))
+    if render is not None:
+        render(out_dir / "hard")
+    check = summary.get("check_against_3d", {})
+    return {"n_scored": summary["n_scored"], "quantiles": summary["quantiles"],
+            **{k: check[k] for k in ("spearman", "precision_at_k", "chance_precision", "k") if k in check}}
+
+
+def _description(out_dir: Path, runs: dict, *, preset: str, seed: int, with_add: bool, with_difficulty: bool,
+                 with_hard: bool) -> dict:
+    """Where each part is and the commands that make it alone (same data, options and seed)."""
+    import shlex
+
+    o = out_dir
+
+    def q(path) -> str:
+        return shlex.quote(str(path))
+
+    parts = {"baseline": "lifter"}
+    commands = {"baseline": f"posecurator train {q(o / 'train.pcs')} -o {q(o / 'lifter')} --preset {preset} --seed {seed}"}
+    if with_add:
+        parts["add"] = "add"
+        commands["add"] = f"posecurator add {q(o / 'train.pcs')} -o {q(o / 'add')} --preset {preset} --seed {seed}"
+    if with_difficulty:
+        parts.update(difficulty="difficulty", vae_hard33="hard33")
+        commands["difficulty"] = (f"posecurator difficulty {q(o / 'train.pcs')} -o {q(o / 'difficulty')} --bins {DIFFICULTY_BINS} "
+                                  f"--epochs {DIFFICULTY_VAE['epochs']} --seed {seed}")
+        commands["vae_hard33"] = (f"posecurator train {q(o / 'train.pcs')} -o {q(o / 'hard33')} --preset {preset} --seed {seed} "
+                                  f"--sampler hard:0.33 --scores {q(o / 'difficulty' / 'scores.npz')}")
+    if with_hard:
+        parts["hard"] = "hard"
+        commands["hard"] = (f"posecurator hard {q(o / 'test.pcs')} --estimator {q(o / 'lifter')} -o {q(o / 'hard')} --top {HARD_TOP} "
+                            f"--bottom {HARD_BOTTOM} --seed {seed} --no-embed")
+    return {"preset": preset, "seed": seed, "test_activities": list(TEST_ACTIVITIES),
+            "runs": {m: str(Path(r).relative_to(o)) for m, r in runs.items()}, "parts": parts, "commands": commands,
+            "difficulty_vae": dict(DIFFICULTY_VAE) if with_difficulty else None}

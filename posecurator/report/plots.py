@@ -29,6 +29,8 @@ from posecurator.skeleton import Layout, get_layout
 # Colours of the left / right / central parts of a skeleton and of groups in plots.
 LEFT_COLOR, RIGHT_COLOR, CENTER_COLOR = "#1f77b4", "#d62728", "#333333"
 GROUP_COLORS = ("#7f7f7f", "#2ca02c", "#d62728", "#1f77b4", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2")
+# ADD maps (PCA, t-SNE): group -> (colour, marker size, alpha); the originals are drawn on top
+ADD_GROUP_STYLE = {"original": ("#1f3f99", 5.0, 0.85), "kept": ("#2ca02c", 7.0, 0.5), "dropped": ("#d62728", 7.0, 0.5)}
 
 
 def _figure(width: float, height: float, dpi: int = 100):
@@ -184,12 +186,15 @@ def score_histogram(groups: Mapping[str, np.ndarray], path: str | os.PathLike, *
 
 def pca_map(groups: Mapping[str, np.ndarray], path: str | os.PathLike, *, title: str | None = None,
             max_points: int = 5000, seed: int = 0, colors: Sequence[str] | None = None, sizes: Sequence[float] | None = None,
-            xlabel: str = "PC 1", ylabel: str = "PC 2", density=None) -> Path:
-    """Scatter of named groups of 2-d points (N_g, 2), drawn in the given order (later on top).
+            xlabel: str = "PC 1", ylabel: str = "PC 2", density=None, on_top: Sequence[str] = (),
+            alphas: Sequence[float] | None = None) -> Path:
+    """Scatter of named groups of 2-d points (N_g, 2), drawn in the given order (later on top),
+    except that the groups named in ``on_top`` are drawn last (e.g. the original poses, which
+    would otherwise hide under the generated ones); the legend keeps the given order.
 
     At most ``max_points`` per group are drawn (a seeded random subset; the legend gives the
     full count). ``density`` optionally a callable (M, 2) -> (M,) log density drawn as contours
-    under the points (e.g. the ADD reference mixture).
+    under the points (e.g. the ADD reference mixture). Also used for t-SNE maps.
     """
     fig = _figure(5.6, 5.0)
     ax = fig.add_subplot(1, 1, 1)
@@ -201,17 +206,28 @@ def pca_map(groups: Mapping[str, np.ndarray], path: str | os.PathLike, *, title:
         pad = (hi - lo) * 0.05 + 1e-9
         gx, gy = np.meshgrid(np.linspace(lo[0] - pad[0], hi[0] + pad[0], 120), np.linspace(lo[1] - pad[1], hi[1] + pad[1], 120))
         z = np.asarray(density(np.stack([gx.ravel(), gy.ravel()], axis=1)), dtype=np.float64).reshape(gx.shape)
-        ax.contour(gx, gy, z, levels=10, colors="#bbbbbb", linewidths=0.6)
-    for i, (name, v) in enumerate(pts.items()):
+        ax.contour(gx, gy, z, levels=10, colors="#bbbbbb", linewidths=0.6, zorder=0)
+    names = list(pts)
+    handles = {}
+    top = [n for n in names if n in set(on_top)]
+    for rank, name in enumerate([n for n in names if n not in set(on_top)] + top):
+        i = names.index(name)
+        v = pts[name]
         shown = v[rng.choice(len(v), max_points, replace=False)] if len(v) > max_points else v
         c = colors[i] if colors is not None else GROUP_COLORS[i % len(GROUP_COLORS)]
         s = sizes[i] if sizes is not None else 4.0
-        ax.scatter(shown[:, 0], shown[:, 1], s=s, color=c, alpha=0.6, linewidths=0, label=f"{name} ({len(v)})")
+        a = alphas[i] if alphas is not None else 0.6
+        handles[name] = ax.scatter(shown[:, 0], shown[:, 1], s=s, color=c, alpha=a, linewidths=0,
+                                   label=f"{name} ({len(v)})" + (" - drawn on top" if name in top and len(names) > 1 else ""),
+                                   zorder=2 + rank)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
-    ax.legend(fontsize=8, markerscale=3)
+    if handles:
+        # below the axes: inside, it would cover points
+        ax.legend([handles[n] for n in names], [handles[n].get_label() for n in names], fontsize=8, markerscale=3,
+                  loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=min(len(names), 3), frameon=False)
     return _save(fig, path)
 
 
@@ -237,6 +253,7 @@ def heatmap(matrix: np.ndarray, path: str | os.PathLike, *, xlabels: Sequence[st
     if ylabels is not None:
         ax.set_yticks(range(r))
         ax.set_yticklabels([str(y) for y in ylabels], fontsize=7)
+    _integer_ticks(ax, x=xlabels is None, y=ylabels is None)
     if annotate is None:
         annotate = r <= 15 and c <= 15
     if annotate and np.isfinite(m).any():
@@ -255,11 +272,36 @@ def heatmap(matrix: np.ndarray, path: str | os.PathLike, *, xlabels: Sequence[st
     return _save(fig, path)
 
 
+def _integer_ticks(ax, *, x: bool = True, y: bool = False) -> None:
+    """Only whole numbers as tick positions (bins, epochs, counts are never fractional)."""
+    from matplotlib.ticker import MaxNLocator
+
+    if x:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if y:
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _bin_ticks(ax, x: np.ndarray, *, max_labels: int = 30) -> None:
+    """Ticks of a bin axis: every bin when there are at most ``max_labels`` of them and they are
+    whole numbers, else whole numbers only, chosen by Matplotlib."""
+    x = np.asarray(x, dtype=np.float64)
+    whole = len(x) > 0 and np.all(np.isfinite(x)) and np.allclose(x, np.round(x))
+    if whole and len(x) <= max_labels:
+        ax.set_xticks(np.round(x).astype(int))
+        ax.set_xticklabels([str(int(v)) for v in np.round(x)], fontsize=7 if len(x) > 15 else 8)
+    elif whole:
+        _integer_ticks(ax)
+
+
 def per_bin_curve(x: Sequence[float], curves: Mapping[str, np.ndarray], path: str | os.PathLike, *,
                   errors: Mapping[str, np.ndarray] | None = None, xlabel: str = "bin", ylabel: str = "value",
-                  title: str | None = None, markers: bool = True, logy: bool = False) -> Path:
+                  title: str | None = None, markers: bool = True, logy: bool = False,
+                  colors: Mapping[str, str] | None = None) -> Path:
     """One line per named curve over the positions ``x`` (K,); ``errors`` (name -> (K,)) draws a
-    +- band around a curve (e.g. the spread over seeds). NaN values leave gaps."""
+    +- band around a curve (e.g. the spread over seeds). NaN values leave gaps. Whole-number
+    positions (bins) get whole-number ticks (every bin up to 30 bins). ``colors``: name -> colour
+    (the same method keeps its colour across figures); others by position."""
     x = np.asarray(x, dtype=np.float64)
     fig = _figure(6.0, 3.6)
     ax = fig.add_subplot(1, 1, 1)
@@ -267,13 +309,14 @@ def per_bin_curve(x: Sequence[float], curves: Mapping[str, np.ndarray], path: st
         y = np.asarray(y, dtype=np.float64)
         if y.shape != x.shape:
             raise ValueError(f"curve {name!r} has shape {y.shape}, x has {x.shape}")
-        c = GROUP_COLORS[(i + 3) % len(GROUP_COLORS)]
+        c = (colors or {}).get(name) or GROUP_COLORS[(i + 3) % len(GROUP_COLORS)]
         ax.plot(x, y, marker="o" if markers else None, markersize=3, color=c, label=name)
         if errors is not None and name in errors:
             e = np.asarray(errors[name], dtype=np.float64)
             ax.fill_between(x, y - e, y + e, color=c, alpha=0.2, linewidth=0)
     if logy:
         ax.set_yscale("log")
+    _bin_ticks(ax, x)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:
@@ -281,6 +324,113 @@ def per_bin_curve(x: Sequence[float], curves: Mapping[str, np.ndarray], path: st
     if len(curves) > 1:
         ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def method_colors(names: Sequence[str]) -> dict[str, str]:
+    """A fixed colour per method name (in the given order), for figures that show the same methods."""
+    return {name: GROUP_COLORS[(i + 3) % len(GROUP_COLORS)] for i, name in enumerate(names)}
+
+
+def stacked_bars(x: Sequence[float], stacks: Mapping[str, np.ndarray], path: str | os.PathLike, *,
+                 xlabel: str = "bin", ylabel: str = "count", title: str | None = None,
+                 colors: Sequence[str] | None = None) -> Path:
+    """Stacked bars over the positions ``x`` (K,) (e.g. difficulty bins), one stack layer per
+    named (K,) array (e.g. the poses of each activity per bin); whole-number ticks."""
+    import matplotlib
+
+    x = np.asarray(x, dtype=np.float64)
+    fig = _figure(7.0, 3.8)
+    ax = fig.add_subplot(1, 1, 1)
+    bottom = np.zeros(len(x))
+    cmap = matplotlib.colormaps["tab20"]
+    for i, (name, v) in enumerate(stacks.items()):
+        v = np.nan_to_num(np.asarray(v, dtype=np.float64))
+        if v.shape != x.shape:
+            raise ValueError(f"stack {name!r} has shape {v.shape}, x has {x.shape}")
+        c = colors[i] if colors is not None else cmap(i % 20)
+        ax.bar(x, v, bottom=bottom, color=c, width=0.85, label=str(name), linewidth=0)
+        bottom = bottom + v
+    _bin_ticks(ax, x)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    if stacks:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax.grid(alpha=0.3, axis="y")
+    return _save(fig, path)
+
+
+def grouped_bars(categories: Sequence[str], groups: Mapping[str, np.ndarray], path: str | os.PathLike, *,
+                 xlabel: str = "", ylabel: str = "value", title: str | None = None,
+                 colors: Sequence[str] | None = None) -> Path:
+    """Side-by-side bars: one bar per group (e.g. "reference", "final") for every category (e.g.
+    activities, joints); categories on the x axis, labels turned when there are many."""
+    cats = [str(c) for c in categories]
+    n_g = max(1, len(groups))
+    fig = _figure(max(5.0, 0.32 * len(cats) * n_g + 2.0), 3.8)
+    ax = fig.add_subplot(1, 1, 1)
+    x = np.arange(len(cats))
+    width = 0.8 / n_g
+    for i, (name, v) in enumerate(groups.items()):
+        v = np.asarray(v, dtype=np.float64)
+        if v.shape != (len(cats),):
+            raise ValueError(f"group {name!r} has shape {v.shape}, expected ({len(cats)},)")
+        c = colors[i] if colors is not None else GROUP_COLORS[(i + 3) % len(GROUP_COLORS)]
+        ax.bar(x + (i - (n_g - 1) / 2) * width, v, width=width, color=c, label=str(name), linewidth=0)
+    ax.set_xticks(x)
+    ax.set_xticklabels(cats, rotation=45 if max((len(c) for c in cats), default=0) * len(cats) > 60 else 0,
+                       ha="right" if max((len(c) for c in cats), default=0) * len(cats) > 60 else "center", fontsize=7)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    if len(groups) > 1:
+        ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, axis="y")
+    return _save(fig, path)
+
+
+def training_curves(histories: Mapping[str, Mapping], path: str | os.PathLike, *, title: str | None = None,
+                    loss_label: str = "train loss (MPJPE, mm)", val_label: str = "validation MPJPE (mm)",
+                    offsets: Mapping[str, int] | None = None) -> Path:
+    """Two panels over epochs: the training loss and the validation score of each named run.
+
+    ``histories``: name -> a lifter's ``history.json`` (``{"epochs": [{"epoch", "train_loss",
+    "val_mpjpe"}, ...], "best_epoch"}``) or a dict ``{"epoch": [...], "train": [...], "val":
+    [...]}`` of lists (e.g. a VAE's history). ``offsets``: name -> first epoch number on the
+    axis (a fine-tuning run drawn after the run it starts from). The best epoch is marked."""
+    fig = _figure(9.0, 3.4)
+    ax_l, ax_v = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    for i, (name, h) in enumerate(histories.items()):
+        if "epochs" in h:
+            recs = h.get("epochs") or []
+            ep = np.array([r.get("epoch", k) for k, r in enumerate(recs)], dtype=np.float64)
+            loss = np.array([np.nan if r.get("train_loss") is None else r["train_loss"] for r in recs], dtype=np.float64)
+            val = np.array([np.nan if r.get("val_mpjpe") is None else r["val_mpjpe"] for r in recs], dtype=np.float64)
+            best = h.get("best_epoch")
+        else:
+            ep = np.asarray(h.get("epoch", []), dtype=np.float64)
+            loss = np.asarray(h.get("train", []), dtype=np.float64)
+            val = np.asarray(h.get("val", [np.nan] * len(ep)), dtype=np.float64)
+            best = None
+        ep = ep + (offsets or {}).get(name, 0)
+        c = GROUP_COLORS[(i + 3) % len(GROUP_COLORS)]
+        ax_l.plot(ep, loss, color=c, label=name, linewidth=1.4)
+        if np.isfinite(val).any():
+            ax_v.plot(ep, val, color=c, label=name, linewidth=1.4)
+            if best is not None and 0 <= int(best) < len(val):
+                ax_v.scatter([ep[int(best)]], [val[int(best)]], color=c, s=30, marker="*", zorder=5)
+    for ax, label in ((ax_l, loss_label), (ax_v, val_label)):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        _integer_ticks(ax)
+        ax.grid(alpha=0.3)
+        if len(histories) > 1 and ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
     return _save(fig, path)
 
 
@@ -310,10 +460,13 @@ def render_add_plots(plot_dir: str | os.PathLike) -> dict[str, Path]:
         {"kept": d["score_kept"], "dropped": d["score_dropped"]}, plot_dir / "score_histogram.png",
         xlabel="ADD score (higher = dropped first)", title="ADD quality distillation")}
     groups = {name: d[f"pca_{name}"] for name in ("original", "kept", "dropped") if len(d[f"pca_{name}"])}
-    colors = [{"original": "#7f7f7f", "kept": "#2ca02c", "dropped": "#d62728"}[name] for name in groups]
+    style = {name: ADD_GROUP_STYLE[name] for name in groups}
     w, m, c = d["gmm_weights"], d["gmm_means"], d["gmm_covariances"]
+    # the original poses are drawn last, on top: under the (more numerous) generated poses they would hide
     files["pca_map"] = pca_map(groups, plot_dir / "pca_map.png", title="PCA map of the reference distribution",
-                               colors=colors, density=lambda v: _mixture_log_density(v, w, m, c))
+                               colors=[s[0] for s in style.values()], sizes=[s[1] for s in style.values()],
+                               alphas=[s[2] for s in style.values()], on_top=("original",),
+                               density=lambda v: _mixture_log_density(v, w, m, c))
     rows = [str(r) for r in d["gallery_rows"]]
     if len(d["gallery_poses"]) and rows:
         files["gallery"] = skeleton_gallery(d["gallery_poses"], [str(t) for t in d["gallery_titles"]], "h36m17",
@@ -399,15 +552,16 @@ def render_vae_experiment_plots(out_dir: str | os.PathLike) -> dict[str, Path]:
                 continue
             curves = {c["method"]: arr(c["per_bin"][binning]["mpjpe"]) for c in rows_b}
             errs = {c["method"]: arr(c["per_bin"][binning]["mpjpe_std"]) for c in rows_b}
+            colors = method_colors(list(dict.fromkeys(c["method"] for c in d["curves"])))
             name = "" if binning == "source_edges" else f"_{binning}"
             name += "" if setting == "gt" else f"_{setting}"
             files[f"per_bin_mpjpe{name}"] = per_bin_curve(
-                x, curves, out / f"per_bin_mpjpe{name}.png", errors=errs, xlabel=f"bin (easy -> hard): {what}",
+                x, curves, out / f"per_bin_mpjpe{name}.png", errors=errs, colors=colors, xlabel=f"bin (easy -> hard): {what}",
                 ylabel="target MPJPE (mm)", title=f"{split_name}, {setting} 2D: MPJPE per difficulty bin (Fig. 4)")
             ref = curves.get(baseline)
             if ref is not None and len(curves) > 1:
                 files[f"per_bin_delta{name}"] = per_bin_curve(
-                    x, {m: c - ref for m, c in curves.items() if m != baseline}, out / f"per_bin_delta{name}.png",
+                    x, {m: c - ref for m, c in curves.items() if m != baseline}, out / f"per_bin_delta{name}.png", colors=colors,
                     xlabel=f"bin (easy -> hard): {what}", ylabel=f"MPJPE minus {baseline} (mm)",
                     title=f"{split_name}, {setting} 2D: per-bin change against all of the source")
     files["target_bins"] = per_bin_curve(x, {"target poses": arr(d["target_counts"])}, out / "target_bins.png",
@@ -439,8 +593,11 @@ def hard_sample_gallery(samples: Sequence[Mapping], layout, path: str | os.PathL
         draw_skeleton(ax, given, layout, linewidth=1.8)
         caption = "\n".join(textwrap.wrap(str(s.get("caption", "")), 38)[:3])
         ax.set_title(f"#{s.get('sample_id', '')}  error {float(s.get('error', np.nan)):.3f}\n{caption}", fontsize=6.5)
+    # room for the three-line titles between rows (they overlapped the row above)
+    height = fig.get_figheight()
+    fig.subplots_adjust(hspace=0.5, wspace=0.15, top=1.0 - (1.1 if title else 0.6) / height)
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(title, fontsize=10, y=1.0 - 0.1 / height, va="top")
     return _save(fig, path)
 
 
