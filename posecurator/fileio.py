@@ -138,6 +138,23 @@ def atomic_link(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     return dst
 
 
+def replace_dir(tmp: str | os.PathLike, target: str | os.PathLike) -> Path:
+    """Put the finished folder ``tmp`` in the place of ``target`` (which may exist): the old one is
+    moved aside, the new one renamed in, the old one removed, all while holding ``target``'s
+    :func:`output_lock`, so a reader never sees half a folder and two writers never collide."""
+    tmp, target = Path(tmp), Path(target)
+    with output_lock(target):
+        if target.exists():
+            old = target.with_name(f".{target.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    return target
+
+
 def stale_temps(folder: str | os.PathLike, names: Callable[[str], bool] | None = None) -> list[Path]:
     """Temporary files (``.NAME.XXXXXXXX.tmp``, as :func:`temp_path` makes them) in ``folder``
     whose target ``NAME`` passes ``names`` (None: all of them)."""

@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
-import math
 import typing
 from pathlib import Path
 

@@ -46,8 +46,9 @@ from pathlib import Path
 import numpy as np
 
 from posecurator.camera import RandomCameraSampler
-from posecurator.camera.core import look_at, project_points, world_to_camera
+from posecurator.camera.core import project_points, world_to_camera
 from posecurator.errors import DataError, PoseCuratorError
+from posecurator.fileio import replace_dir
 from posecurator.poseset import PoseSet
 from posecurator.scoring.reprojection import STATUS, ReprojectionErrorScorer
 from posecurator.selection.topk import DEFAULT_BOTTOM, DEFAULT_TOP, select_hard_easy
@@ -250,13 +251,7 @@ def _replace_dir(tmp: Path, out_dir: Path) -> None:
     if out_dir.exists():
         if not (out_dir / "summary.json").is_file():
             raise PoseCuratorError(f"{out_dir} exists and is not the output of `posecurator hard`; refusing to replace it")
-        old = out_dir.with_name(f".{out_dir.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out_dir)
+    replace_dir(tmp, out_dir)
 
 
 def _read_checked_captions(captions_file, prepared: PoseSet) -> dict[int, str]:

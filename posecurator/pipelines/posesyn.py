@@ -63,7 +63,7 @@ from typing import Callable
 import numpy as np
 
 from posecurator.errors import DataError, PoseCuratorError
-from posecurator.fileio import atomic_link, atomic_write_json, output_lock, test_kill_point
+from posecurator.fileio import atomic_link, atomic_write_json, output_lock, replace_dir, test_kill_point
 from posecurator.poseset import PoseSet, read_meta, read_npz_arrays
 from posecurator.selection.filter3d import DEFAULT_TAU_MM, TAU_SWEEP_MM, filter_by_3d_error, removal_evidence, tau_sweep
 from posecurator.skeleton.layouts import H36M17
@@ -826,14 +826,7 @@ def synthesize(hard_dir, *, source, out_dir, variant: str = "full", per_sample: 
         summary = {"hard_dir": str(hard.path), "variant": variant, "motions": info, "pairs": len(pairs), **pairs.attrs["posesyn"],
                    "guidance": guidance, "wall_s": time.perf_counter() - t0}
         _write_json(tmp / "summary.json", summary)
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

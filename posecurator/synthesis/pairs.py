@@ -54,6 +54,7 @@ from posecurator.camera import RandomCameraSampler
 from posecurator.camera.core import camera_to_world, project_points, world_to_camera
 from posecurator.camera.placement import MIN_DEPTH_MM, sample_cameras
 from posecurator.errors import DataError
+from posecurator.fileio import replace_dir
 from posecurator.poseset import PoseSet
 from posecurator.skeleton.layouts import H36M17
 from posecurator.synthesis.alignment import ROOT, align_motion, is_placeholder_camera, size_matched_translation, up_in_camera
@@ -406,14 +407,7 @@ def export_guidance(pairs: PoseSet, out_dir, *, max_frames: int | None = None) -
         index["n_sequences"] = len(index["sequences"])
         index["n_frames"] = int(sum(s["frames"] for s in index["sequences"]))
         (tmp / GUIDANCE_INDEX).write_text(json.dumps(index, indent=1))
-        if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out_dir, old)
-            os.replace(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
+        replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
