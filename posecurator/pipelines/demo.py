@@ -12,7 +12,12 @@ with GT and noisy 2D. Then it runs every method pipeline on the same clips:
   -> ``hard33/``; the test poses are scored by the same VAE and put into the training set's bins,
   and every lifter's test MPJPE is given per bin (``per_bin``, the paper's Fig. 4);
 * PoseSyn's error extraction (``posecurator hard``) of the baseline lifter on the TEST clips seen
-  as 2D through seeded random cameras -> ``hard/`` (no text embeddings: fast).
+  as 2D through seeded random cameras -> ``hard/`` (no text embeddings: fast);
+* PoseSyn stage 2 with a small preset: a motion model ("tiny" MotionConfig, :data:`MOTION_OVERRIDES`) on the training clips
+  -> ``motion/``, then ``posecurator posesyn`` of the baseline lifter on the test clips seen through
+  the same random cameras (:data:`POSESYN_OPTIONS`, fine-tuned, with the real-only control) ->
+  ``posesyn/``; test MPJPE before / after / control. Skipped, with one line saying what to
+  install, when the text encoder package is missing.
 
 Every lifter is evaluated the same way. ``demo.json`` holds the results, the run folders
 (``runs``, ``parts``) and the command lines that make each part alone (``commands``). Plots and
@@ -33,6 +38,11 @@ TEST_ACTIVITIES = ("walk", "spinkick", "jump")
 DIFFICULTY_BINS = 10  # few poses (880): 10 bins of 88
 DIFFICULTY_VAE = {"epochs": 60}  # a small VAE budget (~2 s): the demo shows the method, not its best VAE
 HARD_TOP, HARD_BOTTOM = 30, 20  # of the 130 test frames
+MOTION_PRESET = "tiny"  # the motion model's MotionConfig preset: seconds, shows the pipeline, not a good model
+# more epochs than "tiny"'s 3 + 2 (+5 s): with those its motions are noise (VQ-VAE reconstruction ~600 mm)
+# and the filter keeps none of them, so the fine-tuned lifter would be the control's twin
+MOTION_OVERRIDES = {"vq_epochs": 60, "tf_epochs": 20}
+POSESYN_OPTIONS = {"top": 20, "bottom": 10, "per_sample": 2, "mode": "ft", "control": True}
 
 
 def load_demo_clips(progress: bool = True) -> PoseSet:
@@ -44,7 +54,7 @@ def load_demo_clips(progress: bool = True) -> PoseSet:
 
 def run_demo(*, out_dir: str | Path = "demo-out", preset: str = "fast", seed: int = 0, progress: bool = True, log=print,
              render_add=None, with_add: bool = True, render_difficulty=None, render_hard=None,
-             with_difficulty: bool = True, with_hard: bool = True) -> dict:
+             with_difficulty: bool = True, with_hard: bool = True, with_posesyn: bool = True) -> dict:
     """``render_add`` / ``render_difficulty`` / ``render_hard``: the report layer's plot renderers
     (the CLI passes them; pipelines do not import the report layer)."""
     from posecurator.pipelines.add import ADDConfig, run_add
@@ -83,8 +93,13 @@ def run_demo(*, out_dir: str | Path = "demo-out", preset: str = "fast", seed: in
         results["per_bin"] = _per_bin(runs, test, out_dir / "difficulty", seed=seed)
     if with_hard:
         results["hard"] = _hard_part(test, out_dir, seed=seed, log=log, render=render_hard)
+    if with_posesyn:
+        results["posesyn"] = _posesyn_part(train, test, out_dir, seed=seed, progress=progress, log=log)
+        with_posesyn = results["posesyn"] is not None
+        if not with_posesyn:
+            del results["posesyn"]
     results.update(_description(out_dir, runs, preset=preset, seed=seed, with_add=with_add,
-                                with_difficulty=with_difficulty, with_hard=with_hard))
+                                with_difficulty=with_difficulty, with_hard=with_hard, with_posesyn=with_posesyn))
     results["wall_time_s"] = time.perf_counter() - t0
     atomic_write_json(out_dir / "demo.json", results, indent=1)
     log(f"[demo] done in {results['wall_time_s']:.0f} s; results in {out_dir / 'demo.json'}")
@@ -142,8 +157,44 @@ def _hard_part(test: PoseSet, out_dir: Path, *, seed: int, log, render) -> dict:
             **{k: check[k] for k in ("spearman", "precision_at_k", "chance_precision", "k") if k in check}}
 
 
+def _posesyn_part(train: PoseSet, test: PoseSet, out_dir: Path, *, seed: int, progress: bool, log) -> dict | None:
+    """PoseSyn stage 2, small: a "tiny" motion model on the training clips, then ``posecurator
+    posesyn`` of the baseline lifter on the test clips (seen through seeded random cameras, as the
+    hard part sees them), evaluated on the test clips. None (one line said) when the text
+    encoder's package is missing."""
+    from posecurator.errors import PoseCuratorError
+    from posecurator.pipelines.posesyn import run_posesyn
+    from posecurator.synthesis.text_embedding import locate_model_package
+    from posecurator.train.motion_config import MotionConfig
+    from posecurator.train.motion_trainer import train_motion_model
+
+    try:
+        locate_model_package()
+    except PoseCuratorError as e:
+        log(f"[demo] PoseSyn skipped: {e}")
+        return None
+    log(f"[demo] PoseSyn: a {MOTION_PRESET!r} motion model on the training clips, then PoseSyn of the baseline lifter on the "
+        "test clips seen through random cameras (fine-tuned, with the real-only control)")
+    atomic_write_json(out_dir / "motion_config.json", MOTION_OVERRIDES, indent=1)  # the motion part's --config
+    train_motion_model(train, out_dir=out_dir / "motion", config=MotionConfig.preset(MOTION_PRESET, seed=seed, **MOTION_OVERRIDES),
+                       progress=progress, log=lambda m: log(f"[demo] [motion] {m}"))
+    summary = run_posesyn(test, estimator_run=out_dir / "lifter", train=train, motion_model_dir=out_dir / "motion",
+                          out_dir=out_dir / "posesyn", seed=seed, test=test, progress=progress,
+                          log=lambda m: log(f"[demo] {m}"), **POSESYN_OPTIONS)
+    ev, d = summary["evaluation"], summary["data"]
+    out = {"mpjpe": {k: ev[k]["mpjpe"] for k in ("before", "after", "control_real_only") if k in ev},
+           "pa_mpjpe": {k: ev[k]["pa_mpjpe"] for k in ("before", "after", "control_real_only") if k in ev and "pa_mpjpe" in ev[k]},
+           "n_poses": ev.get("n_poses"), "synthesized_pairs": d["synthesized_pairs"], "kept": d["kept"],
+           "pass_rate": d["pass_rate"], "motion_preset": MOTION_PRESET, "motion_overrides": dict(MOTION_OVERRIDES),
+           **POSESYN_OPTIONS}
+    m = out["mpjpe"]
+    log(f"[demo] PoseSyn: kept {d['kept']} of {d['synthesized_pairs']} synthetic pairs; test MPJPE (GT 2D) before "
+        f"{m['before']:.1f} mm, after {m['after']:.1f} mm, control (real only) {m.get('control_real_only', float('nan')):.1f} mm")
+    return out
+
+
 def _description(out_dir: Path, runs: dict, *, preset: str, seed: int, with_add: bool, with_difficulty: bool,
-                 with_hard: bool) -> dict:
+                 with_hard: bool, with_posesyn: bool = False) -> dict:
     """Where each part is and the commands that make it alone (same data, options and seed)."""
     import shlex
 
@@ -167,6 +218,15 @@ def _description(out_dir: Path, runs: dict, *, preset: str, seed: int, with_add:
         parts["hard"] = "hard"
         commands["hard"] = (f"posecurator hard {q(o / 'test.pcs')} --estimator {q(o / 'lifter')} -o {q(o / 'hard')} --top {HARD_TOP} "
                             f"--bottom {HARD_BOTTOM} --seed {seed} --no-embed")
+    if with_posesyn:
+        parts.update(motion="motion", posesyn="posesyn")
+        commands["motion"] = (f"posecurator motion-train {q(o / 'train.pcs')} -o {q(o / 'motion')} --preset {MOTION_PRESET} "
+                              f"--config {q(o / 'motion_config.json')} --seed {seed}")
+        p = POSESYN_OPTIONS
+        commands["posesyn"] = (f"posecurator posesyn {q(o / 'test.pcs')} --estimator {q(o / 'lifter')} --train {q(o / 'train.pcs')} "
+                               f"--model {q(o / 'motion')} -o {q(o / 'posesyn')} --top {p['top']} --bottom {p['bottom']} "
+                               f"--per-sample {p['per_sample']} --mode {p['mode']}{' --control' if p['control'] else ''} "
+                               f"--test {q(o / 'test.pcs')} --seed {seed}")
     return {"preset": preset, "seed": seed, "test_activities": list(TEST_ACTIVITIES),
             "runs": {m: str(Path(r).relative_to(o)) for m, r in runs.items()}, "parts": parts, "commands": commands,
             "difficulty_vae": dict(DIFFICULTY_VAE) if with_difficulty else None}

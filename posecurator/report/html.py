@@ -47,7 +47,7 @@ TSNE_MAX_POSES = 2000  # t-SNE maps embed a seeded subsample of at most this man
 TSNE_ITERATIONS = 400  # 250 of them early exaggeration (scikit-learn's minimum); more changes little on pose data
 EVAL_MAX_POSES = 4000  # per-activity / per-joint errors: at most this many poses (seeded subsample)
 KINDS = {
-    "demo": "posecurator demo: import -> train -> evaluate, ADD, VAE difficulty sampling and hard samples on the "
+    "demo": "posecurator demo: import -> train -> evaluate, ADD, VAE difficulty sampling, hard samples and PoseSyn on the "
             "DeepMimic clips shipped in pybullet",
     "add": "AugData Distillation run (posecurator add)",
     "difficulty": "VAE difficulty scores and bins (posecurator difficulty)",
@@ -1248,6 +1248,21 @@ def _demo_report(page: Page, d: Path, *, test=None, redraw: bool = False, log=No
                           "scores of difficulty/), as posecurator train --sampler does: a third of the poses per epoch, so "
                           "about a third of the baseline's steps (posecurator vae-bench gives every method equal steps)"}
     blocks.append(table(["lifter", "what", "run folder"], [[m, what.get(m, ""), str(runs.get(m, ""))] for m in methods]))
+    ps = doc.get("posesyn")
+    if isinstance(ps, dict) and ps.get("mpjpe"):
+        m, pa = ps["mpjpe"], ps.get("pa_mpjpe") or {}
+        ps_dir = d / (doc.get("parts") or {}).get("posesyn", "posesyn")
+        rel = os.path.relpath(ps_dir / "summary.json", d)
+        blocks.append(table(["PoseSyn", "MPJPE before (mm)", "MPJPE after (mm)", "MPJPE control (mm)", "PA-MPJPE after (mm)",
+                             "synthetic pairs kept", "run folder"],
+                            [[esc(f"{ps.get('mode', 'ft')}, motion model {ps.get('motion_preset', '?')}"), _r1(m.get("before")),
+                              _r1(m.get("after")), _r1(m.get("control_real_only")), _r1(pa.get("after")),
+                              esc(f"{fmt(ps.get('kept'))} of {fmt(ps.get('synthesized_pairs'))}"),
+                              link(rel, rel) if (ps_dir / "summary.json").is_file() else esc(str(ps_dir))]], raw=True,
+                            caption="PoseSyn (stage 2, small preset): the baseline lifter fine-tuned on the training clips + "
+                                    "the synthetic poses that pass the filter, from a tiny motion model on the training clips "
+                                    f"and the {fmt(ps.get('top'))} hardest test frames seen through random cameras; control: the "
+                                    "same fine-tuning on the real poses alone. Test clips, GT 2D."))
     page.add("Results", *blocks)
     page.add("Data", data_table([("training clips", train_h), ("test clips", test_h)]))
 
