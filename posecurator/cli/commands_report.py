@@ -124,16 +124,12 @@ def record_command(out_dir, args, *, record: dict | None = None) -> Path:
     """Write ``out_dir/command.json`` (atomically; ``out_dir`` is made if missing) with
     :func:`command_record` (or ``record``, made earlier: `hard` replaces its whole folder at the
     end, so it records the command it took at the start once the folder is in place)."""
+    from posecurator.fileio import atomic_write_json
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / COMMAND_FILE
-    tmp = out / f".{COMMAND_FILE}.tmp"
-    try:
-        tmp.write_text(json.dumps(command_record(args) if record is None else record, indent=1))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    # a unique temporary name and fsync (fileio): two commands recording at once never share a temp file
+    return atomic_write_json(out / COMMAND_FILE, command_record(args) if record is None else record, indent=1)
 
 
 @contextlib.contextmanager
