@@ -94,9 +94,22 @@ def atomic_write_text(path: str | os.PathLike, text: str, *, encoding: str = "ut
     return atomic_write_bytes(path, text.encode(encoding))
 
 
-def atomic_write_json(path: str | os.PathLike, obj, *, indent: int | None = 1, default=None, **dumps_options) -> Path:
-    """Write ``obj`` as JSON (``json.dumps(obj, indent=indent, default=default, ...)``) atomically.
-    The text is made before the file is touched, so an unserialisable object writes nothing."""
+def json_default(o):
+    """``json.dumps(..., default=json_default)``: numpy scalars and arrays as plain numbers and
+    lists, paths as text; anything else is a TypeError naming its type."""
+    if isinstance(o, (np.floating, np.integer, np.bool_)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def atomic_write_json(path: str | os.PathLike, obj, *, indent: int | None = 1, default=json_default, **dumps_options) -> Path:
+    """Write ``obj`` as JSON (``json.dumps(obj, indent=indent, default=default, ...)``; numpy values
+    and paths are written as plain JSON by :func:`json_default`) atomically. The text is made
+    before the file is touched, so an unserialisable object writes nothing."""
     return atomic_write_text(path, json.dumps(obj, indent=indent, default=default, **dumps_options))
 
 
@@ -153,6 +166,23 @@ def replace_dir(tmp: str | os.PathLike, target: str | os.PathLike) -> Path:
         else:
             os.replace(tmp, target)
     return target
+
+
+@contextlib.contextmanager
+def staged_dir(target: str | os.PathLike) -> Iterator[Path]:
+    """Write a whole output folder at once: yields an empty temporary folder next to ``target``;
+    on a clean exit it takes ``target``'s place (:func:`replace_dir`), on any error it is removed,
+    so ``target`` is never half-written."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    os.chmod(tmp, 0o755)  # mkdtemp makes an owner-only folder; results are meant to be shared
+    try:
+        yield tmp
+        replace_dir(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def stale_temps(folder: str | os.PathLike, names: Callable[[str], bool] | None = None) -> list[Path]:

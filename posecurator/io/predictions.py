@@ -195,7 +195,7 @@ def _read_json(path: Path) -> dict:
 
 def write_predictions(path: str | os.PathLike, sample_id, joints3d, *, f=None, c=None) -> Path:
     """Write predictions as npz (the form :func:`read_predictions` reads), atomically."""
-    import tempfile
+    from posecurator.fileio import atomic_savez
 
     path = Path(path)
     arrays = {"sample_id": np.asarray(sample_id, dtype=np.int64), "joints3d": np.asarray(joints3d, dtype=np.float32),
@@ -204,14 +204,5 @@ def write_predictions(path: str | os.PathLike, sample_id, joints3d, *, f=None, c
         arrays["f"] = np.asarray(f, dtype=np.float64)
     if c is not None:
         arrays["c"] = np.asarray(c, dtype=np.float64)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.npz", dir=path.parent)
-    os.close(fd)
-    try:
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_savez(path, **arrays)
     return path

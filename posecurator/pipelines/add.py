@@ -55,7 +55,7 @@ import numpy as np
 
 from posecurator.augment import EvolutionConfig, JointAnglePrior, evolve, next_sample_id
 from posecurator.errors import DataError, PoseCuratorError
-from posecurator.fileio import atomic_link, atomic_savez, atomic_write_json, output_lock
+from posecurator.fileio import atomic_link, atomic_savez, atomic_write_json, json_default, output_lock
 from posecurator.pipelines.stages import STAGES_DIR, StageCache, poseset_fingerprint
 from posecurator.poseset import PoseSet
 from posecurator.scoring.density import DensityScorer
@@ -208,17 +208,8 @@ class ADDConfig:
 
 
 def _write_json(path: Path, obj) -> None:
-    atomic_write_json(path, obj, indent=1, default=_json_default)
+    atomic_write_json(path, obj, indent=1, default=json_default)
 
-
-def _json_default(o):
-    if isinstance(o, (np.floating, np.integer, np.bool_)):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 # ------------------------------------------------------------------------------- building blocks
@@ -734,7 +725,7 @@ def _setting_name(noise_px: float) -> str:
 
 
 def _key(*parts) -> str:
-    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=_json_default).encode()).hexdigest()[:10]
+    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=json_default).encode()).hexdigest()[:10]
 
 
 class _Shared:

@@ -20,7 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-from posecurator.fileio import atomic_write_json, atomic_write_text
+from posecurator.fileio import atomic_write_json, atomic_write_text, json_default
 from posecurator.pipelines.splits import Split, load_part
 from posecurator.poseset import PoseSet
 from posecurator.train.trainer import TrainConfig
@@ -127,7 +127,7 @@ def run_bench(split: Split, *, out_dir: str | Path, seeds=(0, 1, 2), settings=("
                 row = _with_history({"method": method, "setting": setting, "seed": seed, "config_hash": config_hash,
                                      **info, **metrics, "run_wall_s": time.perf_counter() - t_run})
                 runs.append(row)
-                _append_line(done_path, json.dumps(row, default=_json_default))
+                _append_line(done_path, json.dumps(row, default=json_default))
                 if "mpjpe" in metrics:
                     log(f"[bench] {method} {setting} seed {seed}: MPJPE {metrics['mpjpe']:.1f} PA-MPJPE {metrics['pa_mpjpe']:.1f} mm")
                 else:
@@ -146,7 +146,7 @@ def run_bench(split: Split, *, out_dir: str | Path, seeds=(0, 1, 2), settings=("
         "wall_time_s": time.perf_counter() - t0,  # this call only (a resumed bench reuses finished runs)
         "runs_wall_time_s": float(sum(r.get("run_wall_s", 0.0) for r in runs)),
     }
-    atomic_write_json(out_dir / "results.json", results, indent=1, default=_json_default)
+    atomic_write_json(out_dir / "results.json", results, indent=1, default=json_default)
     atomic_write_text(out_dir / "table.md", format_table(results))
     return results
 
@@ -243,13 +243,6 @@ def _read_history(run_dir) -> dict | None:
     except json.JSONDecodeError:
         return None
 
-
-def _json_default(o):
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(type(o))
 
 
 def summarize(runs: list[dict]) -> list[dict]:

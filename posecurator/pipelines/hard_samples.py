@@ -36,10 +36,7 @@ Output folder (written under a temporary name and renamed when complete):
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -48,7 +45,7 @@ import numpy as np
 from posecurator.camera import RandomCameraSampler
 from posecurator.camera.core import project_points, world_to_camera
 from posecurator.errors import DataError, PoseCuratorError
-from posecurator.fileio import replace_dir
+from posecurator.fileio import atomic_write_json, staged_dir
 from posecurator.poseset import PoseSet
 from posecurator.scoring.reprojection import STATUS, ReprojectionErrorScorer
 from posecurator.selection.topk import DEFAULT_BOTTOM, DEFAULT_TOP, select_hard_easy
@@ -126,15 +123,8 @@ def through_random_cameras(poses: PoseSet, *, seed: int = 0, sampler: RandomCame
 
 
 def _write_json(path: Path, obj) -> None:
-    path.write_text(json.dumps(obj, indent=1, default=_json_default))
+    atomic_write_json(path, obj)
 
-
-def _json_default(o):
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(type(o).__name__)
 
 
 def _selected(poses: PoseSet, rows: np.ndarray, operator: str) -> PoseSet:
@@ -170,6 +160,8 @@ def run_hard(poses: PoseSet, estimator, *, out_dir: str | os.PathLike, top: int 
     module docstring) and returns the summary."""
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
+    if out_dir.exists() and not (out_dir / "summary.json").is_file():
+        raise PoseCuratorError(f"{out_dir} exists and is not the output of `posecurator hard`; refusing to replace it")
     encoder = None
     if embed:  # before any work: a missing encoder package is said at once, not after scoring
         from posecurator.synthesis.text_embedding import load_text_encoder
@@ -219,10 +211,7 @@ def run_hard(poses: PoseSet, estimator, *, out_dir: str | os.PathLike, top: int 
             **rank_agreement(details["error_2d"], details["error_3d"], k=max(top, 1))}
 
     # everything is written into a temporary folder and renamed at the end: nothing half-written
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
-    os.chmod(tmp, 0o755)  # mkdtemp makes an owner-only folder; results are meant to be shared
-    try:
+    with staged_dir(out_dir) as tmp:
         _selected(prepared, selection.hard, "eem_hard").save(tmp / "hard.pcs")
         _selected(prepared, selection.easy, "eem_easy").save(tmp / "easy.pcs")
         _selected(prepared, selection.random, "random").save(tmp / "random.pcs")
@@ -240,18 +229,7 @@ def run_hard(poses: PoseSet, estimator, *, out_dir: str | os.PathLike, top: int 
         _write_json(tmp / "gallery.json", _gallery(prepared, details, selection, captions))
         summary["wall_time_s"] = time.perf_counter() - t0
         _write_json(tmp / "summary.json", summary)
-        _replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return summary
-
-
-def _replace_dir(tmp: Path, out_dir: Path) -> None:
-    if out_dir.exists():
-        if not (out_dir / "summary.json").is_file():
-            raise PoseCuratorError(f"{out_dir} exists and is not the output of `posecurator hard`; refusing to replace it")
-    replace_dir(tmp, out_dir)
 
 
 def _read_checked_captions(captions_file, prepared: PoseSet) -> dict[int, str]:

@@ -63,7 +63,7 @@ from typing import Callable
 import numpy as np
 
 from posecurator.errors import DataError, PoseCuratorError
-from posecurator.fileio import atomic_link, atomic_write_json, output_lock, replace_dir, test_kill_point
+from posecurator.fileio import atomic_link, atomic_write_json, json_default, output_lock, replace_dir, staged_dir, test_kill_point
 from posecurator.poseset import PoseSet, read_meta, read_npz_arrays
 from posecurator.selection.filter3d import DEFAULT_TAU_MM, TAU_SWEEP_MM, filter_by_3d_error, removal_evidence, tau_sweep
 from posecurator.skeleton.layouts import H36M17
@@ -88,22 +88,13 @@ def _one_line(e) -> str:
     return text if len(text) <= 120 else text[:117] + "..."
 
 
-def _json_default(o):
-    if isinstance(o, (np.floating, np.integer, np.bool_)):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(type(o).__name__)
-
 
 def _write_json(path: Path, obj) -> None:
-    atomic_write_json(path, obj, default=_json_default)
+    atomic_write_json(path, obj, default=json_default)
 
 
 def _round_trip(obj):
-    return json.loads(json.dumps(obj, default=_json_default))
+    return json.loads(json.dumps(obj, default=json_default))
 
 
 # ------------------------------------------------------------------------- the hard-sample folder
@@ -407,7 +398,7 @@ class StageFolders:
     @staticmethod
     def key(name: str, **parts) -> str:
         text = json.dumps({"stage": name, "version": STAGE_VERSIONS.get(name, 1), **parts}, sort_keys=True,
-                          default=_json_default, separators=(",", ":"))
+                          default=json_default, separators=(",", ":"))
         return hashlib.sha1(text.encode()).hexdigest()[:16]
 
     def run(self, name: str, key: str, compute: Callable[[Path], dict], *, resumable: bool = False) -> tuple[Path, dict]:
@@ -448,7 +439,7 @@ def _poses_fingerprint(poses: PoseSet | None) -> str | None:
             h.update(name.encode())
             h.update(np.ascontiguousarray(value).tobytes())
     h.update("\n".join(np.unique(poses.clip).tolist()).encode())
-    h.update(json.dumps(poses.cameras, sort_keys=True, default=_json_default).encode())
+    h.update(json.dumps(poses.cameras, sort_keys=True, default=json_default).encode())
     return h.hexdigest()
 
 
@@ -721,12 +712,7 @@ def _publish_dir(src: Path, dst: Path) -> None:
     tmp = dst.with_name(f".{dst.name}.publish")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(src, tmp, copy_function=_link_or_copy)
-    old = dst.with_name(f".{dst.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if dst.exists():
-        os.replace(dst, old)
-    os.replace(tmp, dst)
-    shutil.rmtree(old, ignore_errors=True)
+    replace_dir(tmp, dst)
 
 
 def _link_or_copy(src, dst):
@@ -803,7 +789,6 @@ def synthesize(hard_dir, *, source, out_dir, variant: str = "full", per_sample: 
     """`posecurator synthesize`: motions for a hard folder's samples, aligned to its easy samples
     and projected; writes ``out_dir/pairs.pcs``, ``summary.json`` and (``export_frames``) the
     guidance export ``guidance/``. The folder is written under a temporary name and renamed."""
-    import tempfile
 
     hard = hard_dir if isinstance(hard_dir, HardSamples) else load_hard_dir(hard_dir)
     out = Path(out_dir)
@@ -813,10 +798,7 @@ def synthesize(hard_dir, *, source, out_dir, variant: str = "full", per_sample: 
     motions, ids, info = sample_motions(source, hard, variant=variant, per_sample=per_sample, n_frames=n_frames,
                                         temperature=temperature, top_k=top_k, seed=seed, log=log)
     pairs = synthesized_pairs(motions, ids, hard.references(), seed=seed, captions=hard.captions, n_random_cameras=n_random_cameras)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    os.chmod(tmp, 0o755)
-    try:
+    with staged_dir(out) as tmp:
         pairs.save(tmp / "pairs.pcs")
         guidance = None
         if export_frames:
@@ -826,10 +808,6 @@ def synthesize(hard_dir, *, source, out_dir, variant: str = "full", per_sample: 
         summary = {"hard_dir": str(hard.path), "variant": variant, "motions": info, "pairs": len(pairs), **pairs.attrs["posesyn"],
                    "guidance": guidance, "wall_s": time.perf_counter() - t0}
         _write_json(tmp / "summary.json", summary)
-        replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return summary
 
 

@@ -31,26 +31,16 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from posecurator.fileio import atomic_write_json, remove_stale_temps, test_kill_point
+from posecurator.fileio import atomic_write_json, json_default, remove_stale_temps, test_kill_point
 from posecurator.poseset import PoseSet
 
 STAGES_DIR = "stages"
 
 
-def _json_default(o):
-    """numpy scalars and arrays as plain numbers and lists, paths as text."""
-    if isinstance(o, (np.floating, np.integer, np.bool_)):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable in a stage key or result: {type(o).__name__}")
-
 
 def _canonical(obj) -> str:
     """JSON text that is the same for equal content (sorted keys, no spaces)."""
-    return json.dumps(obj, sort_keys=True, default=_json_default, separators=(",", ":"))
+    return json.dumps(obj, sort_keys=True, default=json_default, separators=(",", ":"))
 
 
 def poseset_fingerprint(poses: PoseSet | None) -> str | None:
@@ -72,7 +62,7 @@ def poseset_fingerprint(poses: PoseSet | None) -> str | None:
 
 def json_round_trip(obj):
     """``obj`` as it reads back from JSON (NaN stays NaN, tuples become lists)."""
-    return json.loads(json.dumps(obj, default=_json_default))
+    return json.loads(json.dumps(obj, default=json_default))
 
 
 class StageCache:

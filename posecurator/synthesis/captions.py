@@ -29,7 +29,6 @@ import io
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, Sequence, runtime_checkable
@@ -37,6 +36,7 @@ from typing import Protocol, Sequence, runtime_checkable
 import numpy as np
 
 from posecurator.errors import DataError, PoseCuratorError
+from posecurator.fileio import atomic_write_json
 from posecurator.poseset import PoseSet
 from posecurator.synthesis.describe import PoseDescriber
 
@@ -288,7 +288,7 @@ class CaptionTable:
                "sample_id": self.sample_id.tolist(), "text": self.text.tolist(), "source": self.source.tolist(),
                "clip": self.clip.tolist(), "frame_start": self.frame_start.tolist(),
                "frame_stop": self.frame_stop.tolist(), "attrs": self.attrs}
-        return _write_json_atomic(path, doc)
+        return atomic_write_json(path, doc, ensure_ascii=False)
 
     @staticmethod
     def from_json(path: str | os.PathLike) -> "CaptionTable":
@@ -318,21 +318,6 @@ def _str_column(value, n: int, name: str) -> np.ndarray:
     if not all(isinstance(v, str) for v in arr):
         raise ValueError(f"{name} must hold strings")
     return arr.astype(str) if n else np.zeros(0, dtype="<U1")
-
-
-def _write_json_atomic(path: str | os.PathLike, doc) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh, ensure_ascii=False, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 # ---------------------------------------------------------------------- captioners and files

@@ -42,9 +42,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,7 +51,7 @@ from posecurator.camera import RandomCameraSampler
 from posecurator.camera.core import camera_to_world, project_points, world_to_camera
 from posecurator.camera.placement import MIN_DEPTH_MM, sample_cameras
 from posecurator.errors import DataError
-from posecurator.fileio import replace_dir
+from posecurator.fileio import staged_dir
 from posecurator.poseset import PoseSet
 from posecurator.skeleton.layouts import H36M17
 from posecurator.synthesis.alignment import ROOT, align_motion, is_placeholder_camera, size_matched_translation, up_in_camera
@@ -366,9 +363,6 @@ def export_guidance(pairs: PoseSet, out_dir, *, max_frames: int | None = None) -
     out_dir = Path(out_dir)
     if out_dir.exists() and not (out_dir / GUIDANCE_INDEX).is_file():
         raise DataError(out_dir, "exists and is not a guidance export; refusing to replace it")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
-    os.chmod(tmp, 0o755)
     cams = sample_cameras(pairs)
     x_cam = world_to_camera(pairs.joints3d.astype(np.float64), cams["R"], cams["t"])
     vis = pairs.visibility if pairs.visibility is not None else np.isfinite(pairs.joints2d).all(-1).astype(np.float32)
@@ -377,7 +371,7 @@ def export_guidance(pairs: PoseSet, out_dir, *, max_frames: int | None = None) -
              "keypoints": list(OPENPOSE18), "from_h36m17": {OPENPOSE18[k]: (H36M17.joints[j] if j >= 0 else None)
                                                              for k, j in enumerate(OPENPOSE_FROM_H36M)},
              "units": {"2d": "px", "3d": "mm"}, "camera": "X_cam = R @ X_world + t (OpenCV axes)", "sequences": []}
-    try:
+    with staged_dir(out_dir) as tmp:
         names, inverse = np.unique(pairs.clip, return_inverse=True)
         order = np.lexsort((pairs.frame, inverse.reshape(-1)))
         starts = np.r_[0, np.flatnonzero(np.diff(inverse.reshape(-1)[order])) + 1, len(order)]
@@ -407,10 +401,6 @@ def export_guidance(pairs: PoseSet, out_dir, *, max_frames: int | None = None) -
         index["n_sequences"] = len(index["sequences"])
         index["n_frames"] = int(sum(s["frames"] for s in index["sequences"]))
         (tmp / GUIDANCE_INDEX).write_text(json.dumps(index, indent=1))
-        replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return {k: v for k, v in index.items() if k != "sequences"}
 
 

@@ -35,7 +35,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -574,25 +573,14 @@ def read_embedding_cache(path: str | os.PathLike, dim: int) -> tuple[str, dict[s
 def write_embedding_cache(path: str | os.PathLike, model_id: str, rows: dict[str, np.ndarray], dim: int) -> None:
     """Write ``{text: (dim,) vector}`` of ``model_id`` as an npz file (``text`` (U,) unicode,
     ``embedding`` (U, dim) float32, ``model_id`` 0-d unicode), texts sorted; atomically: a temp
-    file in the same folder, then :func:`os.replace`, so a reader never sees half a file."""
+    file in the same folder, then renamed (:func:`posecurator.fileio.atomic_savez`)."""
+    from posecurator.fileio import atomic_savez
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     texts = sorted(rows)
     text_array = np.array(texts, dtype=str) if texts else np.zeros(0, dtype="<U1")
     embedding = np.stack([rows[t] for t in texts]).astype(np.float32) if texts else np.zeros((0, dim), np.float32)
-    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, text=text_array, embedding=embedding, model_id=np.array(model_id, dtype=str))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        try:
-            os.unlink(temp_name)
-        except OSError:
-            pass
-        raise
+    atomic_savez(path, text=text_array, embedding=embedding, model_id=np.array(model_id, dtype=str))
 
 
 def _memory_cache_of(encoder: Any) -> dict[str, np.ndarray]:
