@@ -365,6 +365,27 @@ def test_a_stopped_run_resumes_where_it_stopped_and_ends_as_an_uninterrupted_one
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
 
 
+def test_epoch_windows_caps_the_steps_of_each_epoch_and_is_reproducible(trained, clips, encoder, tmp_path):
+    from posecurator.train.motion_trainer import train_motion_model
+
+    _, full = trained
+    cfg = _tiny(epoch_windows=32, val_windows=8, vq_epochs=1, tf_epochs=1)
+    assert "epoch_windows" in cfg.to_dict() and "epoch_windows" not in _tiny().to_dict()  # old configs unchanged
+    runs = [train_motion_model(clips, out_dir=tmp_path / f"m{i}", config=cfg, progress=False, encoder=encoder)
+            for i in range(2)]
+    history = json.loads((tmp_path / "m0" / "history.json").read_text())
+    full_history = json.loads((trained[0] / "history.json").read_text())
+    # 32 windows an epoch in batches of 32: 1 step (the tiny run without a cap takes more per epoch)
+    assert history["vqvae"]["steps"] == 1 < full_history["vqvae"]["steps"] / len(full_history["vqvae"]["epochs"])
+    assert history["transformer"]["steps"] <= 2
+    # byte for byte (the safetensors writer's metadata order varies between runs: sorted on save)
+    assert {p.name: _sha(p) for p in (tmp_path / "m0").glob("*.safetensors")} == \
+           {p.name: _sha(p) for p in (tmp_path / "m1").glob("*.safetensors")}
+    assert runs[0]["vqvae"]["val_mpjpe_mm"] == runs[1]["vqvae"]["val_mpjpe_mm"]
+    with pytest.raises(ValueError, match="epoch_windows"):
+        _tiny(epoch_windows=0)
+
+
 def test_a_changed_config_is_refused_on_resume(trained, clips, encoder):
     from posecurator.train.motion_trainer import train_motion_model
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from posecurator.errors import DataError, PoseCuratorError
 
-PRESET_NAMES = ("cpu", "gpu", "tiny")  # = posecurator.train.motion_trainer.PRESETS (not imported: --help stays fast)
+PRESET_NAMES = ("cpu", "cpu-large", "gpu", "tiny")  # = posecurator.train.motion_trainer.PRESETS (not imported: --help stays fast)
 
 
 def register(sub, add_parser, commands: dict) -> None:
@@ -16,6 +16,7 @@ def register(sub, add_parser, commands: dict) -> None:
     s = add_parser(sub, "motion-train",
                    "Train PoseSyn's motion model (motion VQ-VAE + text- and pose-conditioned code transformer) on mocap.",
                    "  posecurator motion-train ../shared/data/hdm05 -o models/motion-hdm05              # preset cpu (12 min on 2 idle cores)\n"
+                   "  posecurator motion-train ../shared/data/bandai -o models/motion-bandai --preset cpu-large   # a large source in the same time\n"
                    "  posecurator motion-train hdm05.pcs bandai.pcs -o models/motion-big --preset gpu   # --device cuda by the preset\n"
                    "  posecurator motion-train hdm05.pcs -o models/m --config motion.yaml --seed 1      # motion.yaml: MotionConfig fields\n"
                    "  posecurator motion-train hdm05.pcs -o models/motion-hdm05                         # again: resumes, or does nothing when finished\n"

@@ -83,10 +83,36 @@ def read_json(path: str | os.PathLike) -> dict:
 
 
 def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], *, metadata: dict | None = None) -> None:
-    """Write a dict of tensors to a safetensors file, atomically (tensors are copied contiguous)."""
+    """Write a dict of tensors to a safetensors file, atomically (tensors are copied contiguous).
+    The same tensors and metadata give the same bytes (:func:`_sort_header_metadata`)."""
     clean = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
     meta = {k: str(v) for k, v in (metadata or {}).items()}
-    _atomic(Path(path), lambda tmp: save_file(clean, tmp, metadata=meta))
+
+    def write(tmp: str) -> None:
+        save_file(clean, tmp, metadata=meta)
+        if len(meta) > 1:
+            _sort_header_metadata(tmp)
+
+    _atomic(Path(path), write)
+
+
+def _sort_header_metadata(path: str) -> None:
+    """Rewrite a safetensors header's ``__metadata__`` in sorted key order, in place.
+
+    The safetensors writer keeps metadata in a hash map whose order changes from process to
+    process, so two runs of the same seed would write different bytes. The header is JSON padded
+    with spaces to its stated length; sorting the metadata keys keeps that length, so only the
+    header bytes are rewritten (the tensor order and offsets are left as written)."""
+    with open(path, "r+b") as f:
+        n = int.from_bytes(f.read(8), "little")
+        raw = f.read(n)
+        header = json.loads(raw, object_pairs_hook=dict)
+        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+        text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(text) > n:  # pragma: no cover - same keys and values cannot grow
+            raise AssertionError("safetensors header grew while sorting its metadata")
+        f.seek(8)
+        f.write(text + b" " * (n - len(text)))
 
 
 def load_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:

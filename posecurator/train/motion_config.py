@@ -38,6 +38,12 @@ class MotionConfig:
     at the pose: the transformer knows where the pose belongs, whatever length it generates) or
     "random" (any frame); ``init_code_vectors``: the init tokens also see the VQ-VAE's code
     vectors of the init codes (a projection of them), not only a learned embedding per code.
+    ``epoch_windows``: at most this many training windows per epoch of each stage (a seeded
+    random subset drawn afresh every epoch, split between the short and long windows in
+    proportion), so that a large source (Bandai: 50x HDM05's windows) trains in bounded time;
+    ``val_windows``: at most this many validation windows (one seeded subset, fixed for the run).
+    None: all of them (both are left out of config.json when None, so earlier models' configs and
+    fingerprints are unchanged).
     ``seed`` seeds everything; ``device`` ("cpu", "cuda"); ``num_threads`` torch CPU threads
     (None: leave torch's setting).
     """
@@ -82,6 +88,8 @@ class MotionConfig:
     init_noise_mm: float = 20.0
     init_rotation_deg: float = 10.0
     warmup_steps: int = 200
+    epoch_windows: int | None = None
+    val_windows: int | None = None
     seed: int = 0
     device: str = "cpu"
     num_threads: int | None = 1
@@ -106,6 +114,9 @@ class MotionConfig:
             raise ValueError(f"tf_width {self.tf_width} must be a multiple of tf_heads {self.tf_heads}")
         if self.init_anchor not in INIT_ANCHORS:
             raise ValueError(f"init_anchor must be one of {', '.join(INIT_ANCHORS)}, got {self.init_anchor!r}")
+        for name in ("epoch_windows", "val_windows"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1 or None, got {getattr(self, name)}")
         if self.codebook_size < 2 or self.fps <= 0 or self.init_noise_mm < 0 or self.init_rotation_deg < 0:
             raise ValueError("codebook_size must be >= 2, fps > 0, init noise and rotation >= 0")
 
@@ -115,13 +126,17 @@ class MotionConfig:
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "MotionConfig":
-        """A named configuration ("cpu", "gpu", "tiny"); fields may be overridden."""
+        """A named configuration ("cpu", "cpu-large", "gpu", "tiny"); fields may be overridden."""
         if name not in PRESETS:
             raise PoseCuratorError(f"unknown motion-model preset {name!r}; known: {', '.join(PRESETS)}")
         return cls(**{**PRESETS[name], "preset_name": name, **overrides})
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        for name in ("epoch_windows", "val_windows"):  # absent = None: earlier configs stay byte-identical
+            if d[name] is None:
+                del d[name]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "MotionConfig":
@@ -156,12 +171,20 @@ class MotionConfig:
 # transformer fewer classes; mirroring and stride 4 halved the train/validation gap. "dead_count"
 # 0.1: with 512 latent vectors a batch, T2M-GPT's threshold of 1 (meant for 4096 a batch) reset
 # ~100 codes every step.
+# "cpu-large": the "cpu" model for a source far larger than HDM05 (Bandai: 417k poses, 50x HDM05's
+# windows) in the same time: windows every 16 frames (long ones every 32), each epoch a fresh
+# random 4,000 of the training windows (about the "cpu" preset's steps per epoch), validation on
+# a fixed 600 windows.
 # "gpu": larger model and longer training for a GPU and a large set (Bandai); not measured (no
 # GPU on the development machine). "tiny": tests and smoke runs (seconds).
 PRESETS: dict[str, dict] = {
     "cpu": dict(stride=4, mirror=True, vq_width=128, vq_depth=2, codebook_size=256, code_dim=128, dead_count=0.1,
                 vq_epochs=70, vq_batch_size=64, vq_lr=1e-3, tf_width=192, tf_layers=4, tf_heads=4, tf_epochs=40,
                 tf_batch_size=64, tf_lr=5e-4, warmup_steps=200, num_threads=1),
+    "cpu-large": dict(stride=16, long_stride=32, mirror=True, vq_width=128, vq_depth=2, codebook_size=256, code_dim=128,
+                      dead_count=0.1, vq_epochs=70, vq_batch_size=64, vq_lr=1e-3, tf_width=192, tf_layers=4, tf_heads=4,
+                      tf_epochs=40, tf_batch_size=64, tf_lr=5e-4, warmup_steps=200, epoch_windows=4000, val_windows=600,
+                      num_threads=1),
     "gpu": dict(stride=4, mirror=True, max_frames=128, long_stride=16, vq_width=512, vq_depth=3, codebook_size=512,
                 code_dim=512, dead_count=1.0, vq_epochs=100, vq_batch_size=256, vq_lr=2e-4, tf_width=512, tf_layers=8,
                 tf_heads=8, tf_epochs=100, tf_batch_size=128, tf_lr=2e-4, warmup_steps=1000, num_threads=None,

@@ -83,7 +83,7 @@ __all__ = ["MotionConfig", "PRESETS", "train_motion_model", "prepare_motion_data
 
 # seed-sequence tags, so the streams of different purposes never coincide
 # (31: the validation split, posecurator.train.motion_data)
-_VQ_INIT, _VQ_EPOCH, _TF_INIT, _TF_EPOCH, _TF_VAL = 37, 41, 43, 47, 53
+_VQ_INIT, _VQ_EPOCH, _TF_INIT, _TF_EPOCH, _TF_VAL, _VAL_CAP = 37, 41, 43, 47, 53, 59
 STAGES = ("vqvae", "transformer")
 STATE_FORMAT = "posecurator-motion-state"
 STATE_VERSION = 1
@@ -134,6 +134,33 @@ def _batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarr
     perm = rng.permutation(n)
     n_used = n - n % batch_size if n >= batch_size else n
     return [perm[i:i + batch_size] for i in range(0, n_used, batch_size)]
+
+
+def _epoch_quotas(sizes: dict[str, int], cap: int | None) -> dict[str, int]:
+    """Training windows per epoch of each group under ``epoch_windows`` = ``cap`` (in proportion
+    to the groups' sizes, at least one each; None or enough room: all)."""
+    total = sum(sizes.values())
+    if cap is None or total <= cap:
+        return dict(sizes)
+    return {k: min(n, max(1, round(cap * n / total))) if n else 0 for k, n in sizes.items()}
+
+
+def _epoch_rows(n: int, quota: int, rng: np.random.Generator) -> np.ndarray | None:
+    """The sorted rows an epoch trains on (a fresh random subset of ``quota`` of ``n``), or None
+    for all of them (then nothing is drawn, so uncapped runs keep their random streams)."""
+    if quota >= n:
+        return None
+    return np.sort(rng.choice(n, size=quota, replace=False))
+
+
+def _capped_mask(mask: np.ndarray, cap: int | None, seed: int, tag: int) -> np.ndarray:
+    """``mask`` with at most ``cap`` True entries (a seeded subset, fixed for the run)."""
+    rows = np.flatnonzero(mask)
+    if cap is None or len(rows) <= cap:
+        return mask
+    keep = np.zeros_like(mask)
+    keep[np.sort(np.random.default_rng([seed, tag]).choice(rows, size=cap, replace=False))] = True
+    return keep
 
 
 # ---------------------------------------------------------------------- checkpoints of a stage
@@ -307,6 +334,7 @@ def _train_vqvae(data: MotionData, normalizer: MotionNormalizer, cfg: MotionConf
     model = MotionVQVAE(**cfg.vqvae_kwargs()).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.vq_lr, betas=(0.9, 0.99), weight_decay=0.0)
     is_train, is_val = data.split(data.short)
+    is_val = _capped_mask(is_val, cfg.val_windows, cfg.seed, _VAL_CAP)
     x_train = torch.from_numpy(normalizer.transform(data.short.features[is_train])).to(device)
     train_joints = data.short.joints[is_train]
     val = data.short.subset(is_val)
@@ -317,7 +345,8 @@ def _train_vqvae(data: MotionData, normalizer: MotionNormalizer, cfg: MotionConf
     mean = torch.from_numpy(normalizer.mean_).to(device)
     std = torch.from_numpy(normalizer.std_).to(device)
     n_train = len(x_train)
-    steps_per_epoch = max(len(_batches(n_train, cfg.vq_batch_size, np.random.default_rng(0))), 1)
+    n_epoch = _epoch_quotas({"short": n_train}, cfg.epoch_windows)["short"]
+    steps_per_epoch = max(len(_batches(n_epoch, cfg.vq_batch_size, np.random.default_rng(0))), 1)
     total = cfg.vq_epochs * steps_per_epoch
 
     def run_epoch(epoch: int, state: dict, bar) -> dict:
@@ -327,7 +356,10 @@ def _train_vqvae(data: MotionData, normalizer: MotionNormalizer, cfg: MotionConf
         model.train()
         loss_sum = ppl_sum = resets = 0.0
         lr = None
-        batches = _batches(n_train, cfg.vq_batch_size, rng)
+        rows = _epoch_rows(n_train, n_epoch, rng)
+        batches = _batches(n_epoch, cfg.vq_batch_size, rng)
+        if rows is not None:
+            batches = [rows[b] for b in batches]
         for idx in batches:
             lr = _lr_at(state["step"], total, cfg.vq_lr, cfg.warmup_steps)
             for group in optimizer.param_groups:
@@ -370,14 +402,19 @@ def _train_vqvae(data: MotionData, normalizer: MotionNormalizer, cfg: MotionConf
 
 
 # ---------------------------------------------------------------------- stage 2
-def _stage2_inputs(data: MotionData, vqvae: MotionVQVAE, normalizer: MotionNormalizer, device) -> dict:
-    """Codes of every window by the frozen VQ-VAE, split into train / validation groups by length."""
+def _stage2_inputs(data: MotionData, vqvae: MotionVQVAE, normalizer: MotionNormalizer, cfg: MotionConfig,
+                   device) -> dict:
+    """Codes of every window by the frozen VQ-VAE, split into train / validation groups by length
+    (validation capped at ``cfg.val_windows`` in all, in proportion to the groups)."""
+    val_sizes = {name: int(data.split(ws)[1].sum()) for name, ws in (("short", data.short), ("long", data.long))}
+    val_caps = _epoch_quotas(val_sizes, cfg.val_windows) if cfg.val_windows is not None else {}
     groups = {}
     for name, ws in (("short", data.short), ("long", data.long)):
         if len(ws) == 0:
             continue
         codes = mm.encode_features(vqvae, normalizer, ws.features, device=device)
         is_train, is_val = data.split(ws)
+        is_val = _capped_mask(is_val, val_caps.get(name), cfg.seed, _VAL_CAP)
         groups[name] = {"train": (ws.subset(is_train), codes[is_train]), "val": (ws.subset(is_val), codes[is_val])}
     return groups
 
@@ -413,7 +450,7 @@ def _train_transformer(data: MotionData, vqvae: MotionVQVAE, normalizer: MotionN
     if model.code_vectors is not None:
         model.set_code_vectors(vqvae.quantizer.codebook)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.tf_lr, betas=(0.9, 0.99), weight_decay=cfg.tf_weight_decay)
-    groups = _stage2_inputs(data, vqvae, normalizer, device)
+    groups = _stage2_inputs(data, vqvae, normalizer, cfg, device)
     embeddings = torch.from_numpy(np.asarray(data.embeddings, dtype=np.float32)).to(device)
     # validation: fixed seeded init poses, the windows' own captions
     val_rng = np.random.default_rng([cfg.seed, _TF_VAL])
@@ -428,7 +465,8 @@ def _train_transformer(data: MotionData, vqvae: MotionVQVAE, normalizer: MotionN
             val_batches.append((embeddings[torch.as_tensor(ws.caption[sl], device=device)],
                                 torch.as_tensor(init[sl], device=device), torch.as_tensor(codes[sl], device=device)))
     train_sizes = {name: len(g["train"][0]) for name, g in groups.items()}
-    steps_per_epoch = max(sum(len(_batches(n, cfg.tf_batch_size, np.random.default_rng(0))) for n in train_sizes.values()), 1)
+    quotas = _epoch_quotas(train_sizes, cfg.epoch_windows)
+    steps_per_epoch = max(sum(len(_batches(n, cfg.tf_batch_size, np.random.default_rng(0))) for n in quotas.values()), 1)
     total = cfg.tf_epochs * steps_per_epoch
 
     def run_epoch(epoch: int, state: dict, bar) -> dict:
@@ -439,6 +477,9 @@ def _train_transformer(data: MotionData, vqvae: MotionVQVAE, normalizer: MotionN
             ws, codes = groups[name]["train"]
             if len(ws) == 0:
                 continue
+            rows = _epoch_rows(len(ws), quotas[name], rng)
+            if rows is not None:
+                ws, codes = ws.subset(rows), codes[rows]
             frame, init = init_codes_of(ws, rng, cfg, vqvae, normalizer, data.init_floor_mm, device)
             text_ids = _text_rows(ws, frame, rng, cfg.p_pose_text)
             text_keep = rng.random(len(ws)) >= cfg.p_text
