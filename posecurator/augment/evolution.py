@@ -79,7 +79,8 @@ class EvolutionConfig:
 
 @dataclass
 class GenerationStats:
-    """What one generation did: children ``made``, ``rejected`` by the prior, ``kept``, seconds."""
+    """What one generation did: children ``made``, ``rejected`` by the prior, ``kept``, seconds; per
+    operator combination the children made (``operators``) and kept (``operators_kept``)."""
 
     generation: int
     population: int
@@ -88,6 +89,7 @@ class GenerationStats:
     kept: int
     seconds: float
     operators: dict = field(default_factory=dict)  # operator -> children made with it (before the prior)
+    operators_kept: dict = field(default_factory=dict)  # operator -> children the prior kept
 
     @property
     def rejection_rate(self) -> float:
@@ -160,8 +162,10 @@ def evolve_generation(population: PoseSet, *, n_children: int, rng: np.random.Ge
         fps=population.fps,
         attrs=dict(population.attrs),
     )
+    kept_names, kept_counts = np.unique(operator, return_counts=True)
     stats = GenerationStats(generation=generation, population=len(population), made=made, rejected=made - k,
-                            kept=k, seconds=time.perf_counter() - t0, operators=op_counts)
+                            kept=k, seconds=time.perf_counter() - t0, operators=op_counts,
+                            operators_kept={str(n): int(c) for n, c in zip(kept_names.tolist(), kept_counts.tolist())})
     return children, stats
 
 

@@ -392,11 +392,11 @@ def select_rows(path, keep: Callable, *, columns: list[str] | None = None):
 
 def tsne_map(joints: np.ndarray, *, seed: int = 0) -> np.ndarray:
     """(N, J, 3) poses -> (N, 2) t-SNE coordinates (sklearn.manifold.TSNE) of their pose features
-    (:func:`posecurator.scoring.density.pose_features`: root-relative, facing one way), first
+    (:func:`posecurator.skeleton.canonical.pose_features`: root-relative, facing one way), first
     reduced to 12 principal components (seeded, :data:`TSNE_ITERATIONS` iterations: seconds for 2,000 poses)."""
     from sklearn.manifold import TSNE
 
-    from posecurator.scoring.density import pose_features
+    from posecurator.skeleton.canonical import pose_features
 
     x = pose_features(np.asarray(joints, dtype=np.float64))
     x = x - x.mean(axis=0)

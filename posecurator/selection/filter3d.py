@@ -139,7 +139,7 @@ def floor_penetration(joints_world) -> np.ndarray:
 def nearest_real_distance(joints_world, real_world, *, chunk: int = 2048) -> np.ndarray:
     """(N,) mm: RMS per-joint distance to the nearest real pose (both root-relative, hips turned
     to face one way: :func:`posecurator.scoring.density.pose_features`), brute force in chunks."""
-    from posecurator.scoring.density import pose_features
+    from posecurator.skeleton.canonical import pose_features
 
     a = pose_features(np.asarray(joints_world, dtype=np.float64)).astype(np.float32)
     b = pose_features(np.asarray(real_world, dtype=np.float64)).astype(np.float32)

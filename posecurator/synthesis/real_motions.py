@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from posecurator.poseset import PoseSet
-from posecurator.scoring.density import pose_features
+from posecurator.skeleton.canonical import pose_features
 from posecurator.synthesis.motion_repr import N_JOINTS, canonicalize, motion_windows
 
 

@@ -48,7 +48,7 @@ from posecurator.fileio import (KILL_POINT_ENV, atomic_link, atomic_write_text, 
 from posecurator.metrics import mpjpe, mpjpe_torch
 from posecurator.models.lifter import INPUT_MODES
 from posecurator.poseset import PoseSet
-from posecurator.scoring.density import pose_features
+from posecurator.skeleton.canonical import pose_features
 from posecurator.skeleton.layouts import LAYOUTS, get_layout
 from posecurator.train import checkpoint as ckpt
 from posecurator.train.evaluate import predict
