@@ -15,6 +15,8 @@ real only, FT          the real poses alone (the control: more training is not a
 + PoseSyn              + motions from caption and mis-predicted pose (full MSM)
 + PoseSyn w/o EEM      + the same around random samples instead of hard ones (Tab. 4)
 + PoseSyn, FS          the full data, lifter trained from scratch (Tab. 4 FS)
++ ADD aug., same n     ADD's full augmentation (evolution from the real training clips,
+                       plausibility prior, no distillation), as many poses as + PoseSyn kept
 =====================  ==================================================================
 
 and evaluates every lifter on the split's test set (MPJPE, PA-MPJPE; GT 2D through the fixed
@@ -39,7 +41,7 @@ import numpy as np
 
 ROWS = [("real only", None), ("real only, FT", "control"), ("+ mis-predicted only", "mispredicted_only"),
         ("+ MSM w/o init codes", "no_init"), ("+ PoseSyn", "full"), ("+ PoseSyn w/o EEM", "random_samples"),
-        ("+ PoseSyn, FS", "full_fs")]
+        ("+ PoseSyn, FS", "full_fs"), ("+ ADD aug., same n", "add_aug")]
 
 
 def run_seed(args, seed: int) -> None:
@@ -73,6 +75,13 @@ def run_seed(args, seed: int) -> None:
         if row in results:
             continue
         t0 = time.perf_counter()
+        if variant == "add_aug":
+            n_added = int(results["+ PoseSyn"]["kept"])
+            run, info = add_augmentation_run(train, estimator, n_added=n_added, out=out / "add_aug", seed=seed)
+            results[row] = {**evaluate(run), **info, "wall_s": time.perf_counter() - t0}
+            done_path.write_text(json.dumps(results, indent=1, default=float))
+            print(f"[posesyn-bench] seed {seed} {row}: MPJPE {results[row]['mpjpe']:.1f} mm", flush=True)
+            continue
         name = {"control": "full", "full_fs": "full"}.get(variant, variant)
         mode = "fs" if variant == "full_fs" else "ft"
         folder = out / ("full" if variant == "control" else variant)
@@ -88,6 +97,30 @@ def run_seed(args, seed: int) -> None:
         print(f"[posesyn-bench] seed {seed} {row}: MPJPE {results[row]['mpjpe']:.1f} mm, PCK@0.05 {100 * results[row]['pck_0.05']:.1f} %",
               flush=True)
     done_path.write_text(json.dumps(results, indent=1, default=float))
+
+
+def add_augmentation_run(train, estimator, *, n_added: int, out: Path, seed: int) -> tuple[Path, dict]:
+    """ADD's full augmentation at PoseSyn's amount: ``n_added`` children evolved (seeded) from the
+    real training part the estimator was trained on (its validation clips left out, as
+    :func:`finetune` leaves them out), checked by the plausibility prior fitted on that part,
+    then the same FT schedule as the PoseSyn rows. Returns the lifter run folder and counts."""
+    from posecurator.augment import JointAnglePrior
+    from posecurator.augment.evolution import EvolutionConfig, evolve
+    from posecurator.pipelines.posesyn import finetune, run_train_config
+    from posecurator.train.trainer import split_by_clip
+
+    cfg = run_train_config(estimator)
+    real3d = train.replace(joints2d=None, visibility=None, camera=None, bbox=None, cameras=[])
+    part, _ = split_by_clip(real3d, val_fraction=cfg.val_fraction, seed=cfg.seed, cut=cfg.val_cut)
+    t0 = time.perf_counter()
+    prior = JointAnglePrior().fit(part)
+    aug, stats = evolve(part, prior=prior, config=EvolutionConfig(seed=seed, max_generations=200),
+                        target_size=len(part) + n_added, progress=False)
+    evolve_s = time.perf_counter() - t0
+    run = out / "lifter"
+    finetune(train, aug, real_run=estimator, out_dir=run, mode="ft", resume=True)
+    made = sum(st.made for st in stats)
+    return run, {"kept": len(aug), "pass_rate": len(aug) / max(made, 1), "generations": len(stats), "evolve_s": evolve_s}
 
 
 def table(args) -> str:
