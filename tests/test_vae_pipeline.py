@@ -76,8 +76,9 @@ def test_difficulty_writes_outputs_and_scores_drive_train(tmp_path, capsys, sour
     code, stdout, err = run_cli(capsys, "difficulty", source_set, "-o", out, "--bins", "10", "--epochs", "20", "--quiet")
     assert code == 0, err
     for name in ("scores.npz", "bins.json", "summary.json", "heatmap.png", "histogram.png", "gallery.png",
-                 "bins_gallery.png", "vae/vae.safetensors", "vae/vae.json", "plot_data.npz"):
-        assert (out / name).is_file(), name
+                 "bins_gallery.png", "vae/fold0/vae.safetensors", "vae/fold4/vae.json", "vae/crossfit.json",
+                 "plot_data.npz"):
+        assert (out / name).is_file(), name  # scores cross-fitted by clip over 5 folds by default
     ps = PoseSet.load(source_set)
     with np.load(out / "scores.npz", allow_pickle=False) as z:
         ids, score, bins = z["sample_id"], z["score"], z["bin"]
@@ -203,15 +204,25 @@ def test_vae_bench_equal_steps_evalpose_and_per_bin(tmp_path, capsys, folders, t
     assert len(s["per_bin"]["source_edges"]["mpjpe"]) == 5 and "mpjpe_std" in s["per_bin"]["source_edges"]
     for name in ("per_bin_mpjpe", "per_bin_delta", "per_bin_mpjpe_target_quantiles", "target_bins", "source_heatmap"):
         assert (out / doc["files"][name]).is_file(), name
-    # one VAE per seed, trained on the source only, shared by the hard and curriculum methods
+    # one set of 5 fold VAEs per seed (cross-fitted by clip), trained on the source only, shared by the
+    # hard and curriculum methods
     vaes = sorted((out / "runs").glob("vae-seed0-*"))
-    assert len(vaes) == 1
-    vae_doc = json.loads((vaes[0] / "vae.json").read_text())
+    assert len(vaes) == 1 and vaes[0].name.startswith("vae-seed0-cf5-")
+    assert doc["vae_scoring"] == "crossfit 5" and doc["target_scoring"].startswith("out_of_sample: mean of the 5")
+    cf_doc = json.loads((vaes[0] / "crossfit.json").read_text())
     n_source = len(load_dataset(src, progress=False))
-    assert vae_doc["history"]["n_train"] + vae_doc["history"]["n_val"] == n_source
+    assert sum(cf_doc["fold_poses"]) == n_source
+    for k, n_fold in enumerate(cf_doc["fold_poses"]):
+        vae_doc = json.loads((vaes[0] / f"fold{k}" / "vae.json").read_text())
+        assert vae_doc["history"]["n_train"] + vae_doc["history"]["n_val"] == n_source - n_fold
     assert {r.get("vae_dir") for r in bench_runs if r["method"] in ("vae_hard33", "vae_curriculum")} == {str(vaes[0])}
     table = (out / "vae_table.md").read_text()
-    assert "vae_hard33 (gt)" in table and "seed spread" in table
+    assert "vae_hard33 (gt)" in table and "seed spread" in table and "source scores crossfit 5" in table
+    # the hard runs of this folder were trained on cross-fitted scores: an in-sample rerun here is refused
+    code, stdout, err = run_cli(capsys, "vae-bench", "custom", "--train", src, "--test", tgt, "--seeds", "0",
+                                "--config", tiny_config, "--vae-config", vae_cfg, "--bins", "5", "-o", out, "--quiet",
+                                "--crossfit", "0")
+    assert code == 2 and "in_sample" in err and len(err.strip().splitlines()) == 1
 
 
 def test_bench_route_runs_vae_methods(tmp_path, capsys, folders, tiny_config):
@@ -223,6 +234,7 @@ def test_bench_route_runs_vae_methods(tmp_path, capsys, folders, tiny_config):
     res = json.loads((out / "results.json").read_text())
     (run,) = res["runs"]
     assert run["method"] == "vae_hard33" and run["sampler"] == "hard:0.33" and run["steps"] > 0
+    assert run["vae_scoring"] == "crossfit 5"
     assert (Path(run["vae_dir"]) / "scores.npz").is_file() and Path(run["vae_dir"]).parent == out / "runs"
 
 

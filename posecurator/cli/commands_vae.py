@@ -17,17 +17,30 @@ from posecurator.errors import DataError, PoseCuratorError
 DIFFICULTY_EXAMPLES = """\
   posecurator difficulty ../shared/data/hdm05 -o diff-hdm05                    # 3D VAE, 25 bins
   posecurator difficulty bandai.pcs -o diff-bandai --bins 10 --seed 1
+  posecurator difficulty ../shared/data/hdm05 -o diff-hdm05-insample --crossfit 0  # one VAE scores its own training set
   posecurator difficulty ../shared/data/coco/person_keypoints_train2017_subset2155.json -o diff-coco --space 2d \\
       --heldout ../shared/data/coco/person_keypoints_val2017_subset2213.json     # 2D, scores a held-out set too
   posecurator train bandai.pcs -o runs/hard --sampler hard:0.33 --scores diff-bandai/scores.npz
 """
 
 VAE_BENCH_EXAMPLES = """\
-  posecurator vae-bench bandai-to-hdm05 --seeds 0 1 2                           # GT 2D, preset fast
+  posecurator vae-bench bandai-to-hdm05 --seeds 0 1 2                           # GT 2D, preset fast, 5-fold cross-fitted scores
+  posecurator vae-bench hdm05-xsub --crossfit 0 -o bench-out/vae-xsub-insample    # the old in-sample VAE scores
   posecurator vae-bench bandai-to-cmu --settings gt noisy -o bench-out/vae-b2c
   posecurator vae-bench custom --train source_folder/ --test target_folder/
   posecurator bench bandai-to-hdm05 --methods vae_all random33 vae_hard33 vae_curriculum --settings gt   # table only
 """
+
+
+CROSSFIT_HELP = ("out-of-sample scores: K pose VAEs, each trained on K-1 folds of whole clips, each scoring the "
+                 "fold it never saw (default 5; each fold VAE costs about what one VAE costs); 0 or 1 = in sample: "
+                 "one VAE trained on the whole set scores it (poses it trained on score lower)")
+
+
+def _crossfit_arg(value: int) -> int | None:
+    if value < 0:
+        raise PoseCuratorError(f"--crossfit must be >= 0 (0 or 1 = in sample, K >= 2 folds), got {value}")
+    return None if value <= 1 else value
 
 
 def register(sub, add_parser, commands: dict) -> None:
@@ -50,6 +63,7 @@ def register(sub, add_parser, commands: dict) -> None:
     s.add_argument("--gallery", type=int, default=6, help="easiest / hardest poses drawn (default 6 each)")
     s.add_argument("--min-keypoints", type=int, default=8,
                    help="2D only: leave out poses with fewer labelled joints (default 8; 0 keeps all)")
+    s.add_argument("--crossfit", type=int, default=5, metavar="K", help=CROSSFIT_HELP)
     commands["difficulty"] = cmd_difficulty
 
     s = add_parser(sub, "vae-bench", "The VAE difficulty-sampling experiment on a split: all of the source / a random third / the VAE-hardest "
@@ -58,6 +72,8 @@ def register(sub, add_parser, commands: dict) -> None:
     s.add_argument("--vae-config", help="JSON file of pose VAE options for the methods' VAE")
     s.add_argument("--bins", type=int, default=25)
     s.add_argument("-o", "--output", default=None, help="output folder (default bench-out/vae-SPLIT)")
+    s.add_argument("--crossfit", type=int, default=5, metavar="K",
+                   help=CROSSFIT_HELP + "; the target is scored by the mean of the K fold VAEs (in sample: by the one VAE)")
     commands["vae-bench"] = cmd_vae_bench
 
 
@@ -96,6 +112,7 @@ def cmd_difficulty(args) -> None:
 
     if args.bins < 1:
         raise PoseCuratorError(f"--bins must be >= 1, got {args.bins}")
+    crossfit = _crossfit_arg(args.crossfit)
     options = _vae_options(args.config, args.epochs)
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr))
     from posecurator.cli.commands_report import recorded_command, write_run_report
@@ -103,11 +120,11 @@ def cmd_difficulty(args) -> None:
     with recorded_command(args.output, args):
         res = run_difficulty(args.dataset, out_dir=args.output, k=args.bins, space=args.space, seed=args.seed,
                              vae_config=options, heldout=args.heldout, mapping=args.mapping, n_gallery=args.gallery,
-                             min_keypoints=args.min_keypoints,
+                             min_keypoints=args.min_keypoints, crossfit=crossfit,
                              progress=not args.quiet, log=log, render=render_difficulty_plots)
     rep = res["report"]
     q = rep["score_quantiles"]
-    print(f"scored {rep['n_scored']} of {res['n_poses']} poses ({res['space']} VAE); median score {q['q50']:.4g} "
+    print(f"scored {rep['n_scored']} of {res['n_poses']} poses ({res['space']} VAE, {res['scoring']}); median score {q['q50']:.4g} "
           f"(10%: {q['q10']:.4g}, 90%: {q['q90']:.4g}); {res['k']} bins -> {args.output}")
     for name in ("scores", "bins", "heatmap", "histogram", "gallery", "bins_gallery"):
         if name in rep["files"]:
@@ -121,6 +138,7 @@ def cmd_vae_bench(args) -> None:
     from posecurator.pipelines.vae_sampling import run_vae_experiment
     from posecurator.report.plots import render_vae_experiment_plots
 
+    crossfit = _crossfit_arg(args.crossfit)
     split = split_from_args(args, "vae-bench")
     config = load_train_config(args.config) if args.config else None
     vae_config = _vae_options(args.vae_config) if args.vae_config else None  # overrides of the bench VAE config
@@ -131,7 +149,7 @@ def cmd_vae_bench(args) -> None:
         doc = run_vae_experiment(split, out_dir=out, seeds=args.seeds, settings=settings_from_args(args, split), methods=args.methods,
                                  preset=args.preset, config=config, vae_config=vae_config, k=args.bins,
                                  progress=not args.quiet, log=lambda m: print(m, file=sys.stderr),
-                                 render=render_vae_experiment_plots)
+                                 render=render_vae_experiment_plots, crossfit=crossfit)
     print((out / "vae_table.md").read_text())
     print(f"results: {out / 'vae_results.json'}; figures: " + ", ".join(str(out / f) for f in doc["files"].values()))
     write_run_report(out, args, kind="vae-bench")

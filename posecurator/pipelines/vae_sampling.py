@@ -40,16 +40,32 @@ Protocol decisions (why):
   ``max_epoch_pairs`` = 10,000 pairs = 156 steps of 64, 9,360 steps in all; the stretching matters
   on smaller sources, where a third of the poses is below the cap. The ``steps`` column of the
   table shows the count of every run.
-* **One VAE per seed**, shared by the methods of that seed (and by the GT / noisy settings): the
-  scores are cached in the bench's ``runs/`` folder (``vae-seed{S}-{key}/``, ``key`` = hash of
-  the training poses and the VAE config). Its cost is bounded by :func:`vae_config_for` (about
-  one million pose passes: on Bandai a seeded 100k-pose subset for 10 epochs), then all source
-  poses are scored (forward passes only).
+* **Source scores out of sample (cross-fitted by clip).** A VAE scores the poses it trained on
+  lower than equally typical poses it did not see (HDM05 bd + bk, bench config, seed 0: 52.7 % of
+  the VAE's own validation-clip poses land in the hardest third, 39.5 % cross-fitted, where random
+  10 %-clip sets give 33 +- 11 %; benchmarks/crossfit_skew.py), so "hard" would partly mean "not
+  trained on". By default (``crossfit=5``) the source is cut into 5 folds of whole clips and every pose is
+  scored by the VAE trained on the other 4 (:class:`posecurator.scoring.crossfit.CrossFitScorer`);
+  ``crossfit=None`` (or 0 / 1) keeps the one in-sample VAE. The output files say which
+  (``scoring``: "in_sample" or "crossfit K").
+* **Target poses are scored by the mean of the K fold VAEs** (in sample: by the one VAE). No VAE
+  ever saw the target, so its scores are out of sample like the source's cross-fitted ones, and
+  the fold VAEs are the very models (same training size, (K - 1) / K of the source) that scored
+  the source: both sets are on one scale and can share the source's bins. (A VAE refitted on all
+  of the source would score everything a little lower than the fold VAEs did.)
+* **One set of VAEs per seed**, shared by the methods of that seed (and by the GT / noisy
+  settings): the scores are cached in the bench's ``runs/`` folder (``vae-seed{S}-{key}/`` in
+  sample, ``vae-seed{S}-cf{K}-{key}/`` cross-fitted; ``key`` = hash of the training poses, the VAE
+  config and the cross-fit setting). Each VAE's cost is bounded by :func:`vae_config_for` (about
+  one million pose passes: on Bandai a seeded 100k-pose subset for 10 epochs; a fold VAE makes as
+  many passes as the single VAE, so K folds cost K times as much), then all source poses are
+  scored (forward passes only).
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import sys
@@ -119,39 +135,188 @@ def _poses_fingerprint(poses: PoseSet) -> str:
     return h.hexdigest()[:16]
 
 
+def crossfit_folds(crossfit: int | None) -> int:
+    """The number of folds of a ``crossfit`` option: 0 = in sample (None, 0 or 1), else K >= 2."""
+    if crossfit is None:
+        return 0
+    if isinstance(crossfit, bool) or int(crossfit) != crossfit or crossfit < 0:
+        raise PoseCuratorError(f"crossfit must be None, 0, 1 (in sample) or a number of folds >= 2, got {crossfit!r}")
+    return 0 if int(crossfit) <= 1 else int(crossfit)
+
+
+def scoring_label(crossfit: int | None) -> str:
+    """How the training poses' scores were made, as written in the output files: "in_sample"
+    (one VAE trained on the set scores the set) or "crossfit K" (each pose scored by the fold VAE
+    that never saw its clip)."""
+    k = crossfit_folds(crossfit)
+    return "in_sample" if k == 0 else f"crossfit {k}"
+
+
+def crossfit_train_size(n_poses: int, crossfit: int | None) -> int:
+    """Poses a fold VAE trains on (on average): ``n * (K - 1) / K``; ``n`` in sample. The VAE
+    configs are sized on it, so that each fold VAE makes as many pose passes as the single
+    in-sample VAE would (K folds cost about K times one VAE)."""
+    k = crossfit_folds(crossfit)
+    return int(n_poses) if k == 0 else max(1, int(round(n_poses * (k - 1) / k)))
+
+
+FIT_MARKER = "fit.json"  # in a fold VAE's folder: what it was trained on (a finished fold is reused)
+
+
+def _fold_vae_factory(cfg, folder: Path, *, progress: bool, resumable: bool) -> Callable:
+    """``make_scorer`` of :class:`~posecurator.scoring.crossfit.CrossFitScorer` for pose VAEs: the
+    k-th call (CrossFitScorer makes them in fold order) trains into ``folder/fold{k}/``. A fold
+    folder that already holds the VAE of the same training poses and config (``fit.json``) is
+    loaded instead of trained again, so an interrupted cross-fit resumes at the first unfinished
+    fold; ``resumable``: the fold being trained also keeps checkpoints (:func:`train_vae`)."""
+    from posecurator.pipelines.stages import poseset_fingerprint
+    from posecurator.train.vae_trainer import CONFIG_FILE, WEIGHTS_FILE, load_vae, make_vae_scorer, train_vae
+
+    calls = itertools.count()
+
+    def make():
+        fold_dir = folder / f"fold{next(calls)}"
+
+        def fit_fn(reference: PoseSet):
+            marker = {"config": cfg.to_dict(), "poses": poseset_fingerprint(reference)}
+            try:
+                done = json.loads((fold_dir / FIT_MARKER).read_text()) == marker
+            except (OSError, ValueError):
+                done = False
+            if done and (fold_dir / CONFIG_FILE).is_file() and (fold_dir / WEIGHTS_FILE).is_file():
+                model, _ = load_vae(fold_dir)
+                return model, json.loads((fold_dir / CONFIG_FILE).read_text()).get("history", {})
+            (fold_dir / FIT_MARKER).unlink(missing_ok=True)
+            model, hist = train_vae(reference, cfg, out_dir=fold_dir, progress=progress, resumable=resumable)
+            atomic_write_json(fold_dir / FIT_MARKER, marker)
+            return model, hist
+
+        scorer = make_vae_scorer(cfg, progress=progress)
+        scorer.fit_fn = fit_fn
+        return scorer
+
+    return make
+
+
+def crossfit_vae(poses: PoseSet, cfg, *, folds: int, seed: int, folder: str | Path, progress: bool = True,
+                 resumable: bool = False):
+    """A :class:`~posecurator.scoring.crossfit.CrossFitScorer` of pose VAEs fitted on ``poses``:
+    ``folds`` fold VAEs (config ``cfg`` each), folds of whole clips seeded by ``seed``, saved to
+    ``folder/fold{k}/`` (a finished fold is reused). Its ``oof_scores_`` score every pose by the
+    VAE that never saw its clip; ``score_samples`` scores new poses by the mean of the fold VAEs."""
+    from posecurator.scoring.crossfit import CrossFitScorer
+
+    factory = _fold_vae_factory(cfg, Path(folder), progress=progress, resumable=resumable)
+    return CrossFitScorer(factory, folds=folds, group="clip", seed=seed, new="mean").fit(poses)
+
+
+def score_with_source_vae(vae_dir: str | Path, poses: PoseSet) -> np.ndarray:
+    """(N,) float64 scores of *new* poses (never trained on, such as the target) by the VAE(s) of
+    a :func:`source_scores` folder: the mean of the K fold VAEs of a cross-fitted folder (the
+    ``fold_dirs`` of its ``crossfit.json``; as ``CrossFitScorer.score_samples`` with
+    ``new="mean"``), the single VAE of an in-sample one. Higher = harder."""
+    doc_path = Path(vae_dir) / CROSSFIT_FILE
+    dirs = [Path(vae_dir)]
+    if doc_path.is_file():
+        dirs = [Path(vae_dir) / d for d in json.loads(doc_path.read_text())["fold_dirs"]]
+    return _mean_vae_scores(dirs, poses)
+
+
+def _mean_vae_scores(dirs: Sequence[Path], poses: PoseSet) -> np.ndarray:
+    """(N,) mean score of ``poses`` under the saved VAEs in ``dirs``."""
+    from posecurator.train.vae_trainer import load_vae, score_poses
+
+    total = None
+    for d in dirs:
+        model, vcfg = load_vae(d)
+        s = score_poses(model, poses, projection_seed=vcfg.projection_seed)
+        total = s if total is None else total + s
+    return total / len(dirs)
+
+
+DEFAULT_CROSSFIT = 5
+CROSSFIT_FILE = "crossfit.json"
+
+
 def source_scores(train: PoseSet, *, cache_dir: str | Path, seed: int, vae_config=None, progress: bool = True,
-                  log: Callable[[str], None] | None = None) -> tuple[np.ndarray, Path]:
-    """VAE difficulty of every row of the source ``train``: ((N,) float64, folder of the VAE).
-
-    The VAE is trained on ``train`` alone, seeded by ``seed``. ``vae_config``: a VAEConfig, or a
-    dict of fields overriding :func:`bench_vae_config`, or None for that config. Cached in
-    ``cache_dir/vae-seed{seed}-{key}/`` (``vae.safetensors``, ``vae.json``, ``scores.npz`` keyed by
-    sample_id; ``key`` hashes the poses and the config), so every method of one seed reuses it.
+                  log: Callable[[str], None] | None = None,
+                  crossfit: int | None = DEFAULT_CROSSFIT) -> tuple[np.ndarray, Path]:
+    """VAE difficulty of every row of the source ``train``: ((N,) float64, folder of the VAE(s)).
     Higher = harder.
-    """
-    from posecurator.selection.bins import align_scores, load_scores, save_scores
-    from posecurator.train.vae_trainer import score_poses, train_vae
 
+    ``crossfit`` K >= 2 (default 5): out of sample. The poses are cut into K folds of whole clips
+    (seeded by ``seed``, balanced by pose count), K VAEs are trained, each on the other K - 1
+    folds, and every pose is scored by the VAE that never saw its clip
+    (:class:`~posecurator.scoring.crossfit.CrossFitScorer`). ``None``, 0 or 1: in sample, the old
+    behaviour: one VAE trained on ``train`` scores all of it, so the poses it trained on score
+    lower than those it did not (its own validation clips, ~10 %).
+
+    The VAEs are trained on ``train`` alone, seeded by ``seed``. ``vae_config``: a VAEConfig (used
+    as it is for every VAE), or a dict of fields overriding :func:`bench_vae_config`, or None for
+    that config; the bench config is sized on the poses one VAE trains on
+    (:func:`crossfit_train_size`), so a fold VAE costs about what the single VAE costs.
+
+    Cached in ``cache_dir/vae-seed{seed}-{key}/`` (in sample: ``vae.safetensors``, ``vae.json``)
+    or ``cache_dir/vae-seed{seed}-cf{K}-{key}/`` (``fold{k}/`` VAEs and ``crossfit.json``: the
+    folds' clips and sizes), each with ``scores.npz`` (``sample_id``, ``score``, ``scoring`` =
+    :func:`scoring_label`, and ``fold`` when cross-fitted) written last; ``key`` hashes the poses,
+    the config and (cross-fitted only, so in-sample caches of earlier versions stay valid) the
+    cross-fit setting. Every method of one seed reuses it. New poses (the target) are scored with
+    :func:`score_with_source_vae`.
+    """
+    from posecurator.selection.bins import align_scores, load_scores
+
+    k_folds = crossfit_folds(crossfit)
+    n_clips = len(np.unique(train.clip))
+    if k_folds and n_clips < k_folds:
+        raise PoseCuratorError(f"cross-fitting the VAE scores over {k_folds} folds needs at least {k_folds} clips; "
+                               f"the source has {n_clips} (use fewer folds, or crossfit 0 for in-sample scores)")
+    n_fit = crossfit_train_size(len(train), k_folds)
     if vae_config is None or isinstance(vae_config, dict):
         overrides = {key: v for key, v in (vae_config or {}).items() if key != "seed"}
-        cfg = bench_vae_config(len(train), seed=seed, **overrides)
+        cfg = bench_vae_config(n_fit, seed=seed, **overrides)
     else:
         cfg = type(vae_config).from_dict({**vae_config.to_dict(), "seed": int(seed)})
-    key = hashlib.sha1((_poses_fingerprint(train) + json.dumps(cfg.to_dict(), sort_keys=True)).encode()).hexdigest()[:12]
-    folder = Path(cache_dir) / f"vae-seed{seed}-{key}"
+    text = _poses_fingerprint(train) + json.dumps(cfg.to_dict(), sort_keys=True)
+    if k_folds:
+        text += json.dumps({"crossfit": k_folds, "group": "clip", "fold_seed": int(seed)}, sort_keys=True)
+    key = hashlib.sha1(text.encode()).hexdigest()[:12]
+    folder = Path(cache_dir) / (f"vae-seed{seed}-{key}" if not k_folds else f"vae-seed{seed}-cf{k_folds}-{key}")
     scores_path = folder / SCORES_FILE
-    if scores_path.is_file() and (folder / "vae.json").is_file():
+    done_marker = folder / ("vae.json" if not k_folds else CROSSFIT_FILE)
+    if scores_path.is_file() and done_marker.is_file():
         ids, sc = load_scores(scores_path)
         return align_scores(train.sample_id, ids, sc, path=scores_path), folder
     t0 = time.perf_counter()
-    model, _ = train_vae(train, cfg, out_dir=folder, progress=progress)
-    scores = score_poses(model, train, projection_seed=cfg.projection_seed)
-    save_scores(scores_path, train.sample_id, scores)  # written last: marks the cache entry complete
+    label = scoring_label(k_folds)
+    if not k_folds:
+        from posecurator.train.vae_trainer import score_poses, train_vae
+
+        model, _ = train_vae(train, cfg, out_dir=folder, progress=progress)
+        scores = score_poses(model, train, projection_seed=cfg.projection_seed)
+        extra = {}
+    else:
+        cf = crossfit_vae(train, cfg, folds=k_folds, seed=seed, folder=folder, progress=progress)
+        scores, extra = cf.oof_scores_, {"fold": cf.fold_}
+        atomic_write_json(folder / CROSSFIT_FILE, _crossfit_doc(cf, train), indent=1)
+    # written last: marks the cache entry complete
+    atomic_savez(scores_path, sample_id=np.asarray(train.sample_id, dtype=np.int64),
+                 score=np.asarray(scores, dtype=np.float64), scoring=np.asarray(label), **extra)
     if log is not None:
-        log(f"[vae] seed {seed}: pose VAE ({cfg.space}, {cfg.epochs} epochs, "
-            f"{min(len(train), cfg.max_samples or len(train))} poses) trained and {len(train)} poses scored "
+        log(f"[vae] seed {seed}: {max(k_folds, 1)} pose VAE(s) ({cfg.space}, {cfg.epochs} epochs, "
+            f"{min(n_fit, cfg.max_samples or n_fit)} poses each) trained and {len(train)} poses scored ({label}) "
             f"in {time.perf_counter() - t0:.0f} s -> {folder}")
     return scores, folder
+
+
+def _crossfit_doc(cf, poses: PoseSet) -> dict:
+    """What ``crossfit.json`` records of a fitted CrossFitScorer: the scoring, the folds' clips and sizes."""
+    return {"scoring": f"crossfit {cf.n_folds_}", "folds": cf.n_folds_, "group": cf.group, "seed": cf.seed,
+            "new_poses": "mean of the fold VAEs" if cf.new == "mean" else "a VAE fitted on every pose",
+            "fold_dirs": [f"fold{k}" for k in range(cf.n_folds_)],
+            "fold_poses": np.bincount(cf.fold_, minlength=cf.n_folds_).tolist(),
+            "fold_clips": [g.tolist() for g in cf.fold_groups_],
+            "n_poses": len(poses)}
 
 
 def _stderr(message: str) -> None:
@@ -179,9 +344,9 @@ def equal_steps_factory(spec: str, *, scores=None) -> Callable:
 
 
 # ------------------------------------------------------------------------------ bench methods
-def make_method(name: str, *, vae_config=None) -> Callable[[MethodContext], dict]:
-    """The bench method ``name`` of :data:`METHOD_SPECS` (``vae_config``: the VAE's options as for
-    :func:`source_scores`)."""
+def make_method(name: str, *, vae_config=None, crossfit: int | None = DEFAULT_CROSSFIT) -> Callable[[MethodContext], dict]:
+    """The bench method ``name`` of :data:`METHOD_SPECS` (``vae_config``, ``crossfit``: the VAE's
+    options as for :func:`source_scores`; the run's info records ``vae_scoring``)."""
     if name not in METHOD_SPECS:
         raise ValueError(f"unknown VAE sampling method {name!r}; known: {', '.join(METHOD_SPECS)}")
     spec = METHOD_SPECS[name]
@@ -196,9 +361,10 @@ def make_method(name: str, *, vae_config=None) -> Callable[[MethodContext], dict
             scores_file = None
             if needs_scores:
                 _, vae_dir = source_scores(ctx.train, cache_dir=ctx.work_dir.parent, seed=ctx.seed, vae_config=vae_config,
-                                           progress=ctx.progress, log=_stderr if ctx.progress else None)
+                                           progress=ctx.progress, log=_stderr if ctx.progress else None,
+                                           crossfit=crossfit)
                 scores_file = vae_dir / SCORES_FILE
-                info["vae_dir"] = str(vae_dir)
+                info["vae_dir"], info["vae_scoring"] = str(vae_dir), scoring_label(crossfit)
             factory = equal_steps_factory(spec, scores=scores_file)
         t0 = time.perf_counter()
         summary = LifterTrainer(ctx.config).fit(ctx.train, out_dir=ctx.work_dir, sampler=factory, progress=ctx.progress)
@@ -240,7 +406,8 @@ def _representatives(scores: np.ndarray, bins: np.ndarray, k: int) -> np.ndarray
 
 def bin_report(poses: PoseSet, scores: np.ndarray, *, out_dir: str | Path, k: int = DEFAULT_BINS, space: str = "3d",
                projection_seed: int = 0, n_gallery: int = 6, heatmap_per_bin: int = HEATMAP_PER_BIN,
-               seed: int = 0, title: str = "", edges=None, render: Callable[[Path], dict] | None = None) -> dict:
+               seed: int = 0, title: str = "", edges=None, render: Callable[[Path], dict] | None = None,
+               scoring: str | None = None, fold=None) -> dict:
     """Bins, statistics and plots of scored poses, written to ``out_dir``; returns the summary.
 
     poses: N poses; scores: (N,) VAE scores (NaN = unscored: too few labelled joints; left out of
@@ -251,6 +418,9 @@ def bin_report(poses: PoseSet, scores: np.ndarray, *, out_dir: str | Path, k: in
     ``bins_gallery.png`` (the median-score pose of every bin). ``edges``: another set's
     :func:`~posecurator.selection.bins.bin_edges`; when given, the summary also counts these poses
     in those bins (``counts_in_reference_bins``: held-out poses in the training set's bins).
+    ``scoring``: how the scores were made ("in_sample", "crossfit K", or for a held-out set e.g.
+    "out_of_sample: mean of 5 fold VAEs"), written to ``scores.npz`` (``scoring``) and
+    ``bins.json``; ``fold``: (N,) fold VAE that scored each pose, written to ``scores.npz``.
 
     Plots: what they show goes to ``plot_data.npz`` (:func:`write_difficulty_plot_data`);
     ``render(out_dir) -> {name: png path}`` draws the PNGs, normally
@@ -271,7 +441,14 @@ def bin_report(poses: PoseSet, scores: np.ndarray, *, out_dir: str | Path, k: in
     sub_bins = difficulty_bins(sub_scores, k)
     all_bins = np.full(len(scores), -1, dtype=np.int64)
     all_bins[scored] = sub_bins
-    save_scores(out / SCORES_FILE, poses.sample_id, scores, bins=all_bins)
+    extra = {} if scoring is None else {"scoring": np.asarray(str(scoring))}
+    if fold is not None:
+        extra["fold"] = np.asarray(fold, dtype=np.int64)
+    if extra:
+        atomic_savez(out / SCORES_FILE, sample_id=np.asarray(poses.sample_id, dtype=np.int64), score=scores,
+                     bin=all_bins, **extra)
+    else:
+        save_scores(out / SCORES_FILE, poses.sample_id, scores, bins=all_bins)
 
     arrays, vis = _pose_arrays_for_report(poses, space, projection_seed)
     arrays, vis = arrays[scored], None if vis is None else vis[scored]
@@ -303,7 +480,8 @@ def bin_report(poses: PoseSet, scores: np.ndarray, *, out_dir: str | Path, k: in
     if render is not None:
         files.update({name: _relative(f, out) for name, f in render(out).items()})
     summary = {
-        "title": title, "space": space, "k": k, "n_poses": int(len(scores)), "n_scored": int(len(scored)),
+        "title": title, "scoring": scoring, "space": space, "k": k, "n_poses": int(len(scores)),
+        "n_scored": int(len(scored)),
         "n_unscored": int(len(scores) - len(scored)),
         "score_quantiles": {f"q{q}": float(np.percentile(sub_scores, q)) for q in (0, 10, 50, 90, 100)},
         "edges": edges_own.tolist(), "bins": stats, "similarity": sim.tolist(),
@@ -382,8 +560,20 @@ def _json_safe(obj):
 def run_difficulty(dataset, *, out_dir: str | Path, k: int = DEFAULT_BINS, space: str | None = None, seed: int = 0,
                    vae_config=None, heldout=None, mapping: str | None = None, n_gallery: int = 6,
                    heatmap_per_bin: int = HEATMAP_PER_BIN, min_keypoints: int = 0, progress: bool = True,
-                   log: Callable[[str], None] = print, render: Callable[[Path], dict] | None = None) -> dict:
+                   log: Callable[[str], None] = print, render: Callable[[Path], dict] | None = None,
+                   crossfit: int | None = DEFAULT_CROSSFIT) -> dict:
     """``posecurator difficulty``: pose VAE -> scores -> bins -> statistics and plots.
+
+    ``crossfit`` K >= 2 (default 5): the scores of the data set are out of sample: K VAEs, each
+    trained on K - 1 folds of whole clips (seeded by ``seed``), each scoring the fold it did not
+    see (:class:`~posecurator.scoring.crossfit.CrossFitScorer`); saved to ``out_dir/vae/fold{k}/``
+    with ``out_dir/vae/crossfit.json`` (the folds' clips); ``scores.npz`` holds each pose's
+    ``fold``. The held-out set is scored by the mean of the K fold VAEs (never trained on it,
+    same training size as the models that scored the data set, so it shares its bins). ``None``,
+    0 or 1: in sample (one VAE in ``out_dir/vae/`` trained on the whole set scores it, as before).
+    ``scores.npz``, ``bins.json`` and ``summary.json`` say which (``scoring``: "in_sample" or
+    "crossfit K"). The VAE config is sized on the poses one VAE trains on, so each fold VAE costs
+    about what the single VAE costs.
 
     dataset: a path (pose-set folder or any importable file/folder) or a PoseSet. space: "3d"
     (default when the set has 3D) or "2d" (default for 2D-only sets such as COCO; a 3D set is
@@ -431,89 +621,140 @@ def run_difficulty(dataset, *, out_dir: str | Path, k: int = DEFAULT_BINS, space
             raise PoseCuratorError(f"the held-out set's layout {ps.layout} differs from the dataset's {poses.layout}")
     if len(poses) < k:
         raise PoseCuratorError(f"{len(poses)} poses cannot be cut into {k} bins")
+    k_folds = crossfit_folds(crossfit)
+    n_clips = len(np.unique(poses.clip))
+    if k_folds and n_clips < k_folds:
+        raise PoseCuratorError(f"--crossfit {k_folds} needs at least {k_folds} clips; the dataset has {n_clips} "
+                               "(use fewer folds, or --crossfit 0 for in-sample scores)")
     if isinstance(vae_config, VAEConfig):
         cfg = VAEConfig.from_dict({**vae_config.to_dict(), "space": space, "seed": seed})
     else:
         extra = dict(vae_config or {})
         extra.pop("space", None)
         extra.pop("seed", None)
-        cfg = vae_config_for(len(poses), space=space, seed=seed, **extra)
+        cfg = vae_config_for(crossfit_train_size(len(poses), k_folds), space=space, seed=seed, **extra)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    log(f"[difficulty] {len(poses)} poses ({poses.layout}, {space}); pose VAE: {cfg.epochs} epochs"
-        + (f" on {cfg.max_samples} sampled poses" if cfg.max_samples and cfg.max_samples < len(poses) else ""))
+    n_fit = crossfit_train_size(len(poses), k_folds)
+    log(f"[difficulty] {len(poses)} poses ({poses.layout}, {space}); "
+        + (f"{k_folds} fold pose VAEs (cross-fitted by clip)" if k_folds else "pose VAE (in sample)")
+        + f": {cfg.epochs} epochs"
+        + (f" on {cfg.max_samples} sampled poses" if cfg.max_samples and cfg.max_samples < n_fit else ""))
     with output_lock(out, wait=False):
         report = dict(k=k, space=space, n_gallery=n_gallery, heatmap_per_bin=heatmap_per_bin, seed=seed,
                       min_keypoints=min_keypoints, dropped=dropped, render=render,
                       dataset=str(dataset) if not isinstance(dataset, PoseSet) else "<PoseSet>",
                       heldout=None if held is None else str(heldout) if not isinstance(heldout, PoseSet) else "<PoseSet>")
-        summary = _difficulty_stages(poses, held, cfg, out, progress=progress, log=log, t0=t0, **report)
+        summary = _difficulty_stages(poses, held, cfg, out, progress=progress, log=log, t0=t0, crossfit=k_folds,
+                                     **report)
     log(f"[difficulty] scores, bins and plots -> {out} ({summary['wall_time_s']:.0f} s)")
     return summary
 
 
 # Code version of each stage of run_difficulty (bump one when a change alters what it makes).
-DIFFICULTY_STAGE_VERSIONS = {"vae": 1, "scores": 1, "report": 1}
+DIFFICULTY_STAGE_VERSIONS = {"vae": 1, "scores": 1, "report": 2}
 STAGE_SCORES = "scores.npz"  # in OUT/stages/scores/: the raw scores of the dataset (and held-out set)
+CROSSFIT_SCORES = "crossfit.npz"  # in OUT/vae/ (cross-fitted): sample_id, out-of-fold score, fold
 
 
 def _difficulty_stages(poses: PoseSet, held: PoseSet | None, cfg, out: Path, *, progress: bool, log, t0: float,
                        k: int, space: str, n_gallery: int, heatmap_per_bin: int, seed: int, min_keypoints: int,
-                       dropped: dict, render, dataset: str, heldout: str | None) -> dict:
+                       dropped: dict, render, dataset: str, heldout: str | None, crossfit: int = 0) -> dict:
     """The stages of :func:`run_difficulty`, each cached in ``out/stages/`` (see
-    :mod:`posecurator.pipelines.stages`): the VAE (resumable from its checkpoints), the scores,
-    the bins / report / plots / summary."""
+    :mod:`posecurator.pipelines.stages`): the VAE(s) (resumable from their checkpoints; a
+    cross-fit also from its finished folds), the scores, the bins / report / plots / summary.
+    ``crossfit``: 0 (in sample) or K folds."""
     from posecurator.pipelines.stages import StageCache, poseset_fingerprint
     from posecurator.train.vae_trainer import load_vae, score_poses, train_vae
 
     stages = StageCache(out, log=log, tag="[difficulty]")
     # temporary files of writes a kill cut short (the VAE cleans its own folder)
     report_files = ("bins.json", SCORES_FILE, DIFFICULTY_PLOT_DATA)
-    stages.remove_stale_temps({"": (*report_files, "summary.json"), "heldout": report_files})
+    stages.remove_stale_temps({"": (*report_files, "summary.json"), "heldout": report_files,
+                               "vae": (CROSSFIT_SCORES, CROSSFIT_FILE)})
     versions = DIFFICULTY_STAGE_VERSIONS
+    label = scoring_label(crossfit)
+    vae_dir = out / "vae"
+    dirs = [vae_dir / f"fold{f}" for f in range(crossfit)]
+
+    def final_of(hist: dict) -> dict:
+        return {"final": _json_safe({key: hist[key][-1] for key in ("train_recon", "train_kl", "val_recon", "val_kl")}),
+                "n_train": hist["n_train"], "n_val": hist["n_val"]}
 
     def train(resume: bool) -> dict:
         t1 = time.perf_counter()
-        _, hist = train_vae(poses, cfg, out_dir=out / "vae", progress=progress, resumable=True)
-        final = {key: hist[key][-1] for key in ("train_recon", "train_kl", "val_recon", "val_kl")}
-        return {"train_s": time.perf_counter() - t1, "final": _json_safe(final), "n_train": hist["n_train"],
-                "n_val": hist["n_val"]}
+        if not crossfit:
+            _, hist = train_vae(poses, cfg, out_dir=vae_dir, progress=progress, resumable=True)
+            return {"train_s": time.perf_counter() - t1, **final_of(hist)}
+        cf = crossfit_vae(poses, cfg, folds=crossfit, seed=seed, folder=vae_dir, progress=progress, resumable=True)
+        atomic_savez(vae_dir / CROSSFIT_SCORES, sample_id=np.asarray(poses.sample_id, dtype=np.int64),
+                     score=cf.oof_scores_, fold=cf.fold_)
+        atomic_write_json(vae_dir / CROSSFIT_FILE, _crossfit_doc(cf, poses), indent=1)
+        return {"train_s": time.perf_counter() - t1, "folds": [final_of(e.history_) for e in cf.estimators_]}
 
-    k_vae = stages.key("vae", version=versions["vae"], config=cfg.to_dict(), inputs=[poseset_fingerprint(poses)])
-    vae = stages.run("vae", k_vae, train, outputs=["vae/vae.safetensors", "vae/vae.json"])
-    model, _ = load_vae(out / "vae")  # a fresh run scores with the saved VAE too, as a rerun does
+    if crossfit:
+        k_vae = stages.key("vae", version=versions["vae"], config={"vae": cfg.to_dict(), "crossfit": crossfit},
+                           inputs=[poseset_fingerprint(poses)])
+        vae_outputs = [f"vae/{CROSSFIT_SCORES}", f"vae/{CROSSFIT_FILE}"] + [
+            f"vae/fold{f}/{name}" for f in range(crossfit) for name in ("vae.safetensors", "vae.json")]
+    else:
+        k_vae = stages.key("vae", version=versions["vae"], config=cfg.to_dict(), inputs=[poseset_fingerprint(poses)])
+        vae_outputs = ["vae/vae.safetensors", "vae/vae.json"]
+    vae = stages.run("vae", k_vae, train, outputs=vae_outputs)
 
     folder = stages.folder("scores")
 
     def score(resume: bool) -> dict:
-        arrays = {"score": score_poses(model, poses, projection_seed=cfg.projection_seed)}
-        if held is not None:
-            arrays["heldout_score"] = score_poses(model, held, projection_seed=cfg.projection_seed)
+        # a fresh run scores with the saved VAE(s) too, as a rerun does
+        if not crossfit:
+            model, _ = load_vae(vae_dir)
+            arrays = {"score": score_poses(model, poses, projection_seed=cfg.projection_seed)}
+            if held is not None:
+                arrays["heldout_score"] = score_poses(model, held, projection_seed=cfg.projection_seed)
+        else:
+            with np.load(vae_dir / CROSSFIT_SCORES, allow_pickle=False) as z:
+                arrays = {"score": z["score"], "fold": z["fold"]}
+            if held is not None:  # new poses: the mean of the fold VAEs
+                arrays["heldout_score"] = _mean_vae_scores(dirs, held)
         atomic_savez(folder / STAGE_SCORES, **arrays)
         return {"n": len(poses), "n_heldout": None if held is None else len(held)}
 
-    k_scores = stages.key("scores", version=versions["scores"], config={"projection_seed": cfg.projection_seed},
+    score_config = {"projection_seed": cfg.projection_seed, **({"crossfit": crossfit} if crossfit else {})}
+    k_scores = stages.key("scores", version=versions["scores"], config=score_config,
                           inputs=[k_vae, poseset_fingerprint(poses), poseset_fingerprint(held)])
     stages.run("scores", k_scores, score, outputs=[f"stages/scores/{STAGE_SCORES}"])
     with np.load(folder / STAGE_SCORES, allow_pickle=False) as z:
         scores = z["score"]
+        fold = z["fold"] if crossfit else None
         held_scores = z["heldout_score"] if held is not None else None
+    held_label = (f"out_of_sample: mean of the {crossfit} fold VAEs" if crossfit
+                  else "out_of_sample: the VAE of the data set")
 
     def write_report(resume: bool) -> dict:
         report = bin_report(poses, scores, out_dir=out, k=k, space=space, projection_seed=cfg.projection_seed,
                             n_gallery=n_gallery, heatmap_per_bin=heatmap_per_bin, seed=seed, title="training set",
-                            render=render)
-        summary = {"dataset": dataset, "space": space, "k": k,
+                            render=render, scoring=label, fold=fold)
+        vae_doc = {"config": cfg.to_dict(), "train_s": vae["train_s"], "folder": "vae"}
+        if crossfit:  # n_train / n_val / final: the mean over the fold VAEs (each fold's in "folds")
+            folds = vae["folds"]
+            mean_final = {key: _nanmean([f["final"].get(key) for f in folds]) for key in folds[0]["final"]}
+            vae_doc.update(n_train=int(round(np.mean([f["n_train"] for f in folds]))),
+                           n_val=int(round(np.mean([f["n_val"] for f in folds]))), final=mean_final,
+                           per_fold_note="n_train, n_val and final are means over the fold VAEs",
+                           folds=folds, fold_dirs=[f"vae/fold{f}" for f in range(crossfit)],
+                           crossfit=f"vae/{CROSSFIT_FILE}")
+        else:
+            vae_doc.update({key: vae[key] for key in ("final", "n_train", "n_val")})
+        summary = {"dataset": dataset, "space": space, "k": k, "scoring": label,
                    "n_poses": len(poses), "min_keypoints": min_keypoints, "left_out_sparse": dropped,
-                   "vae": {"config": cfg.to_dict(), "train_s": vae["train_s"], "final": vae["final"], "n_train": vae["n_train"],
-                           "n_val": vae["n_val"], "folder": "vae"},
+                   "vae": vae_doc,
                    "report": {key: report[key] for key in ("n_scored", "n_unscored", "score_quantiles", "files")}}
         if held is not None:
             held_report = bin_report(held, held_scores, out_dir=out / "heldout", k=k, space=space,
                                      projection_seed=cfg.projection_seed, n_gallery=n_gallery,
                                      heatmap_per_bin=heatmap_per_bin, seed=seed, title="held-out set",
-                                     edges=np.asarray(report["edges"]), render=render)
-            summary["heldout"] = {"dataset": heldout, "n_poses": len(held),
+                                     edges=np.asarray(report["edges"]), render=render, scoring=held_label)
+            summary["heldout"] = {"dataset": heldout, "n_poses": len(held), "scoring": held_label,
                                   **{key: held_report[key] for key in ("n_scored", "n_unscored", "score_quantiles",
                                                                        "counts_in_reference_bins", "files")}}
         summary["wall_time_s"] = time.perf_counter() - t0
@@ -526,6 +767,11 @@ def _difficulty_stages(poses: PoseSet, held: PoseSet | None, cfg, out: Path, *, 
                                   "dataset": dataset, "heldout": heldout, "render": render is not None},
                           inputs=[k_scores])
     return stages.run("report", k_report, write_report, outputs=["summary.json", "bins.json", SCORES_FILE])
+
+
+def _nanmean(values) -> float | None:
+    arr = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+    return float(np.nanmean(arr)) if np.isfinite(arr).any() else None
 
 
 def _load(dataset, *, mapping, progress) -> PoseSet:
@@ -602,7 +848,8 @@ BINNINGS = {
 def run_vae_experiment(split: Split, *, out_dir: str | Path, seeds: Sequence[int] = (0, 1, 2),
                        settings: Sequence[str] = ("gt",), methods: Sequence[str] = VAE_METHODS, preset: str = "fast",
                        config=None, vae_config=None, k: int = DEFAULT_BINS, progress: bool = True,
-                       log: Callable[[str], None] = print, render: Callable[[Path], dict] | None = None) -> dict:
+                       log: Callable[[str], None] = print, render: Callable[[Path], dict] | None = None,
+                       crossfit: int | None = DEFAULT_CROSSFIT) -> dict:
     """The VAE difficulty-sampling experiment on one split: ``methods`` x ``seeds`` x ``settings`` through
     :func:`posecurator.pipelines.bench.run_bench` (``results.json``, ``table.md``), then
 
@@ -617,6 +864,15 @@ def run_vae_experiment(split: Split, *, out_dir: str | Path, seeds: Sequence[int
       ``source_heatmap.png`` (Fig. 3(b) of the source, first seed). Noisy-2D figures get a
       ``_noisy`` suffix.
 
+    ``crossfit`` (default 5): the source poses' VAE scores (which the hard-mining and curriculum
+    methods rank, and whose bins the target is put in) are cross-fitted by clip over K folds;
+    None / 0 / 1: in sample (:func:`source_scores`). The target poses are scored by the mean of
+    the seed's K fold VAEs (in sample: by its one VAE): none of them saw the target, so target
+    scores are out of sample like the cross-fitted source scores, made by the same models of the
+    same training size, hence comparable with them and binned at the source's edges.
+    ``vae_results.json`` records both (``vae_scoring``, ``target_scoring``). An ``out_dir`` whose
+    finished hard-mining / curriculum runs used the other scoring is refused (use another folder).
+
     ``vae_config``: the methods' VAE (a VAEConfig, or a dict of fields overriding
     :func:`bench_vae_config`; None: that config); ``config`` a
     TrainConfig overriding ``preset``. Runs (and VAEs) already finished in ``out_dir`` are reused.
@@ -627,13 +883,19 @@ def run_vae_experiment(split: Split, *, out_dir: str | Path, seeds: Sequence[int
     layer does not import the report layer). Without ``render`` no PNG is written.
     """
     from posecurator.selection.bins import assign_bins, bin_edges, bin_similarity_matrix, difficulty_bins
-    from posecurator.train.vae_trainer import load_vae, score_poses
 
     out = Path(out_dir)
+    label = scoring_label(crossfit)
+    stale = [r for r in bench.read_done_rows(out / "runs.jsonl")
+             if (METHOD_SPECS.get(r["method"]) or "").split(":")[0] in ("hard", "curriculum")
+             and r.get("vae_scoring", "in_sample") != label]
+    if stale:
+        raise PoseCuratorError(f"{out} holds finished {stale[0]['method']} runs trained on "
+                               f"{stale[0].get('vae_scoring', 'in_sample')} VAE scores, not {label}; "
+                               "use another output folder (or the same --crossfit setting)")
     saved = {name: bench.METHODS.get(name) for name in METHOD_SPECS}
-    if vae_config is not None:
-        for name in METHOD_SPECS:
-            bench.METHODS[name] = make_method(name, vae_config=vae_config)
+    for name in METHOD_SPECS:
+        bench.METHODS[name] = make_method(name, vae_config=vae_config, crossfit=crossfit)
     try:
         results = bench.run_bench(split, out_dir=out, seeds=seeds, settings=settings, methods=methods, preset=preset,
                                   config=config, progress=progress, log=log)
@@ -645,11 +907,10 @@ def run_vae_experiment(split: Split, *, out_dir: str | Path, seeds: Sequence[int
     per_seed = {}
     for seed in seeds:
         src, vae_dir = source_scores(train, cache_dir=out / "runs", seed=seed, vae_config=vae_config, progress=progress,
-                                     log=log)
+                                     log=log, crossfit=crossfit)
         src_bins = difficulty_bins(src, k)
         edges = bin_edges(src, src_bins, k)
-        model, vcfg = load_vae(vae_dir)
-        tgt = score_poses(model, test, projection_seed=vcfg.projection_seed)
+        tgt = score_with_source_vae(vae_dir, test)
         per_seed[seed] = {"source_bins": src_bins, "edges": edges,
                           "binnings": {"source_edges": assign_bins(tgt, edges), "target_quantiles": difficulty_bins(tgt, k)},
                           "score_quantiles": {"source": np.percentile(src, [10, 50, 90]).tolist(),
@@ -675,7 +936,9 @@ def run_vae_experiment(split: Split, *, out_dir: str | Path, seeds: Sequence[int
         files.update({name: _relative(f, out) for name, f in render(out).items()})
     doc = {"split": split.name, "measures": split.measures, "train": results["train"], "test": results["test"],
            "preset": results["preset"], "train_config": results["train_config"], "seeds": list(seeds),
-           "settings": list(settings), "k": k, "binnings": BINNINGS,
+           "settings": list(settings), "k": k, "binnings": BINNINGS, "vae_scoring": label,
+           "target_scoring": (f"out_of_sample: mean of the {crossfit_folds(crossfit)} fold VAEs of each seed"
+                              if crossfit_folds(crossfit) else "out_of_sample: the one source VAE of each seed"),
            "vae": {str(s): {"edges": per_seed[s]["edges"].tolist(),
                             "score_quantiles_10_50_90": per_seed[s]["score_quantiles"]} for s in seeds},
            "target_in_source_bins_mean": counts.tolist(), "runs": rows, "summary": summary,
@@ -778,5 +1041,6 @@ def format_vae_table(doc: dict) -> str:
     if counts:
         top = sum(counts[-3:]) / max(sum(counts), 1)
         lines += ["", f"Target poses in the source's top 3 of {doc['k']} VAE bins: {100 * top:.0f}% "
-                      f"({100 * 3 / doc['k']:.0f}% if the target were distributed like the source)."]
+                      f"({100 * 3 / doc['k']:.0f}% if the target were distributed like the source); source scores "
+                      f"{doc.get('vae_scoring', 'in_sample')}, target scores {doc.get('target_scoring', 'out_of_sample')}."]
     return "\n".join(lines) + "\n"

@@ -904,7 +904,8 @@ def _difficulty_report(page: Page, d: Path, *, test=None, redraw: bool = False, 
     if held:
         hd = d / "heldout"
         blocks = [para(f"Held-out set {held.get('dataset')}: {fmt(held.get('n_scored'))} of {fmt(held.get('n_poses'))} poses "
-                       "scored by the same VAE (never trained on).")]
+                       f"scored by {'the same VAE' if not str(summary.get('scoring', '')).startswith('crossfit') else 'the mean of the fold VAEs'}"
+                       " (never trained on).")]
         counts = held.get("counts_in_reference_bins")
         if counts:
             png = page.draw(plots.stacked_bars, np.arange(len(counts)), {"held-out poses": np.asarray(counts, dtype=np.float64)},
@@ -917,14 +918,20 @@ def _difficulty_report(page: Page, d: Path, *, test=None, redraw: bool = False, 
                    figure(_png(hd / "gallery.png"), "Held-out set: easiest and hardest poses.")]
         page.add("Held-out set", *blocks)
 
-    vae_doc = _read_json(d / "vae" / "vae.json") or {}
-    hist = vae_doc.get("history") or {}
-    if hist.get("epoch"):
-        png = page.draw(plots.training_curves, {"pose VAE": {"epoch": hist["epoch"], "train": hist.get("train_loss", []),
-                                                             "val": hist.get("val_loss", [])}},
-                        loss_label="training loss (Eq. 1)", val_label="validation loss (Eq. 1)", title="pose VAE training")
+    # one VAE (in-sample scores) or one per fold (cross-fitted: vae/fold{k}/)
+    docs = {"pose VAE": d / "vae" / "vae.json"} if (d / "vae" / "vae.json").is_file() else \
+        {f"fold {p.parent.name[4:]}": p for p in sorted((d / "vae").glob("fold*/vae.json"))}
+    curves = {}
+    for label, path in docs.items():
+        hist = (_read_json(path) or {}).get("history") or {}
+        if hist.get("epoch"):
+            curves[label] = {"epoch": hist["epoch"], "train": hist.get("train_loss", []), "val": hist.get("val_loss", [])}
+    if curves:
+        png = page.draw(plots.training_curves, curves, loss_label="training loss (Eq. 1)",
+                        val_label="validation loss (Eq. 1)", title="pose VAE training")
         page.add("Training curves", figure(png, "The pose VAE's loss (reconstruction + lambda KL) per epoch on its training "
-                                                "poses and on the held-back validation clips."))
+                                                "poses and on the held-back validation clips"
+                                                + (" (one VAE per cross-fitting fold)." if len(curves) > 1 else ".")))
 
     cfg = {"k": k, "space": summary.get("space"), "min_keypoints": summary.get("min_keypoints"),
            "dataset": ds, "vae": (vae.get("config") or {})}

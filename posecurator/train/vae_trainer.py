@@ -148,6 +148,21 @@ def split_by_clip(clip: np.ndarray, val_fraction: float, *, seed: int) -> np.nda
     return val_clips[inverse.reshape(-1)]
 
 
+def training_split(clip: np.ndarray, valid: np.ndarray, config: VAEConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(training rows, validation rows) of :func:`train_vae`: the poses with enough labelled
+    joints (``valid``), a seeded subset of ``config.max_samples`` of them when there are more,
+    then whole clips held out for validation (:func:`split_by_clip`). Rows in neither part are
+    never seen by the VAE."""
+    rng = np.random.default_rng(config.seed)
+    usable = np.flatnonzero(valid)
+    if len(usable) < 2:
+        raise DataError(None, f"only {len(usable)} poses with at least the minimum of labelled joints; cannot train a VAE")
+    if config.max_samples is not None and len(usable) > config.max_samples:
+        usable = np.sort(rng.choice(usable, config.max_samples, replace=False))
+    val_mask = split_by_clip(np.asarray(clip)[usable], config.val_fraction, seed=config.seed)
+    return usable[~val_mask], usable[val_mask]
+
+
 def prepare_inputs(poses: PoseSet, config: VAEConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, PoseNormalization]:
     """Normalised VAE inputs of a pose set: (normed (N, J, D), mask (N, J), valid (N,), normalisation)."""
     layout = get_layout(poses.layout)
@@ -207,15 +222,8 @@ def train_vae(poses: PoseSet, config: VAEConfig | None = None, *, out_dir: str |
 
 def _train_vae(poses: PoseSet, config: VAEConfig, *, out_dir, progress: bool, checkpoints: Path | None) -> tuple[PoseVAE, dict]:
     torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
     normed, mask, valid, norm = prepare_inputs(poses, config)
-    usable = np.flatnonzero(valid)
-    if len(usable) < 2:
-        raise DataError(None, f"only {len(usable)} poses with at least the minimum of labelled joints; cannot train a VAE")
-    if config.max_samples is not None and len(usable) > config.max_samples:
-        usable = np.sort(rng.choice(usable, config.max_samples, replace=False))
-    val_mask = split_by_clip(poses.clip[usable], config.val_fraction, seed=config.seed)
-    tr, va = usable[~val_mask], usable[val_mask]
+    tr, va = training_split(poses.clip, valid, config)
     masked = config.dim == 2  # 2D: the encoder always sees which joints are labelled
     model = PoseVAE(n_joints=normed.shape[1], dim=config.dim, hidden=config.hidden, latent_dim=config.latent_dim,
                     masked=masked, layout=poses.layout, normalization=norm)
