@@ -7,10 +7,12 @@ measures say which of the two limits a setting (operator magnitudes, the prior's
 =====================  =====================================================  ==============  =====
 measure                what it is                                             unit            range
 =====================  =====================================================  ==============  =====
-``joint_angle_deg``    mean over the 16 bones of the angle between the child  degrees         0-180
-                       and parent bone directions, each in the local frame
-                       it is expressed in (the prior's space: global rotation
-                       and bone-length changes give 0)
+``joint_angle_deg``    the largest over the 16 bones of the angle between     degrees         0-180
+                       the child and parent bone directions, each in the
+                       local frame it is expressed in (the prior's space:
+                       global rotation and bone-length changes give 0; the
+                       largest, because an operator turns one or a few
+                       joints and a mean over 16 bones would hide it)
 ``pose_mm``            root-relative MPJPE after turning each pose about the  mm              >= 0
                        vertical so its hips face +Y (pose change without the
                        facing direction; bone-length changes count)
@@ -74,13 +76,13 @@ def orthographic_2d(joints: np.ndarray, yaw: np.ndarray, elevation: np.ndarray) 
 
 
 def joint_angle_change_deg(children: np.ndarray, parents: np.ndarray) -> np.ndarray:
-    """(N,) mean angle (degrees) between child and parent local bone directions (16 bones)."""
+    """(N,) largest angle (degrees) between child and parent local bone directions (16 bones)."""
     a, b = _check_pairs(children, parents)
     da = local_directions(to_bones(a))[:, 1:]
     db = local_directions(to_bones(b))[:, 1:]
     # atan2(|a x b|, a . b): accurate near 0 and 180 degrees, where arccos of the dot is not
     angle = np.arctan2(np.linalg.norm(np.cross(da, db), axis=-1), np.sum(da * db, axis=-1))
-    return np.degrees(angle).mean(axis=1)
+    return np.degrees(angle).max(axis=1)
 
 
 def pose_change_mm(children: np.ndarray, parents: np.ndarray) -> np.ndarray:
