@@ -193,6 +193,10 @@ HELP = {
         "noise_px_train": "Gaussian 2D noise (px) added while training",
         "input_mode": "absolute = the benchmark rig's normalised pixels; root_scale = root-centred, scale-normalised 2D for in-the-wild images",
         "joint_dropout": "root_scale only: probability that each joint is hidden while training",
+        "adapt": "none | reprojection: self-training on the target's unlabeled 2D (train --target) with reprojection "
+                 "consistency and a bone-length prior",
+        "adapt_weight": "weight of the target terms against the source MPJPE", "adapt_bone_weight": "weight of the bone-length term",
+        "target_val_fraction": "fraction of the target's clips held out for the val_target_reproj_mm figure",
         "seed": "seeds everything", "device": "torch device (cpu, cuda)", "num_threads": "torch CPU threads; null = torch's default",
     },
     "difficulty": {

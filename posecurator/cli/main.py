@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from posecurator.cli.common import DEFAULT_LIFTER_PRESET, add_split_arguments, add_val_cut_argument, load_train_config, settings_from_args, split_from_args
-from posecurator.errors import PoseCuratorError
+from posecurator.errors import DataError, PoseCuratorError
 
 EPILOG = """\
 examples:
@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
              "  posecurator train hdm05.pcs -o runs/base\n  posecurator train hdm05.pcs -o runs/big --preset large --seed 1\n"
              "  posecurator train bandai.pcs -o runs/hard --sampler hard:0.33\n"
              "  posecurator train hdm05.pcs -o runs/shifted-val --val-cut neighbourhood\n"
-             "  posecurator train hdm05.pcs -o runs/wild --preset fast --input-mode root_scale --joint-dropout 0.2   # for in-the-wild 2D\n")
+             "  posecurator train hdm05.pcs -o runs/wild --preset fast --input-mode root_scale --joint-dropout 0.2   # for in-the-wild 2D\n"
+             "  posecurator train bandai.pcs -o runs/adapted --target my_videos_2d.json --adapt reprojection   # to unlabeled target 2D\n")
     s.add_argument("dataset", help="dataset folder (or any importable file/folder)")
     s.add_argument("-o", "--output", required=True, help="run folder (re-running resumes from its last checkpoint)")
     s.add_argument("--config", help="YAML/JSON file of TrainConfig fields (see `posecurator config train`); flags override its keys")
@@ -80,6 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "unlabelled joints (in-the-wild 2D: 0.2)")
     s.add_argument("--sampler", default=None, help="hard:FRACTION | curriculum[:SCHEDULE] | random:FRACTION")
     s.add_argument("--scores", default=None, help="difficulty scores from `posecurator difficulty` for --sampler")
+    s.add_argument("--target", default=None,
+                   help="unlabeled 2D of the domain the lifter is for (COCO-style JSON, a 2D pose set, ...): its held-out clips "
+                        "give the val_target_reproj_mm figure every epoch; with --adapt it is trained on")
+    s.add_argument("--adapt", choices=["none", "reprojection"], default=None,
+                   help="reprojection = self-training on --target with reprojection consistency and a bone-length prior "
+                        "(VideoPose3D's semi-supervised objective, per pose)")
+    s.add_argument("--adapt-weight", type=float, default=None, help="weight of the target terms (default 1)")
 
     s = _add(sub, "evaluate", "Evaluate a trained lifter on a dataset through the fixed evaluation rig of BENCHMARK.md.",
              "  posecurator evaluate runs/base hdm05_dg.pcs --json\n  posecurator evaluate runs/base cmu.pcs --noise 5 --seed 0 --json\n"
@@ -186,6 +194,12 @@ def cmd_train(args):
         config.input_mode = args.input_mode
     if args.joint_dropout is not None:
         config.joint_dropout = args.joint_dropout
+    if args.adapt is not None:
+        config.adapt = args.adapt
+    if args.adapt_weight is not None:
+        config.adapt_weight = args.adapt_weight
+    if config.adapt != "none" and not args.target:
+        raise PoseCuratorError(f"--adapt {config.adapt} needs --target (the unlabeled 2D to adapt to)")
     try:
         config.__post_init__()  # re-check the combination the flags made
     except ValueError as e:
@@ -199,12 +213,25 @@ def cmd_train(args):
         # the selection layer does not train models)
         sampler = parse_sampler_spec(args.sampler, scores=args.scores, score_fn=vae_score_fn(progress=not args.quiet))
     ps = load_dataset(args.dataset, progress=not args.quiet)
+    target = None
+    if args.target:
+        target = load_dataset(args.target, progress=not args.quiet)
+        if target.joints2d is None:
+            raise DataError(args.target, "the target has no 2D poses (joints2d)")
+        target = target.replace(joints3d=None)  # unlabeled: whatever 3D the file has is never used
+        if target.layout != ps.layout:  # COCO / MPII keypoints: the written rules of skeleton.keypoints2d
+            from posecurator.skeleton.keypoints2d import to_target_layout
+
+            try:
+                target = to_target_layout(target, ps.layout)
+            except ValueError as e:
+                raise DataError(args.target, str(e)) from None
     if not args.quiet:
         print(f"lifter preset: {config.preset_name or 'custom config ' + str(args.config)}", file=sys.stderr)
     from posecurator.cli.commands_report import recorded_command, write_run_report
 
     with recorded_command(args.output, args):
-        result = LifterTrainer(config).fit(ps, out_dir=args.output, sampler=sampler, progress=not args.quiet)
+        result = LifterTrainer(config).fit(ps, out_dir=args.output, sampler=sampler, progress=not args.quiet, target=target)
     best = result.get("best_val_mpjpe") if isinstance(result, dict) else None
     print(f"trained lifter -> {args.output}" + (f" (best validation MPJPE {best:.1f} mm)" if best is not None else ""))
     write_run_report(args.output, args, kind="lifter")

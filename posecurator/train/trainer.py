@@ -51,11 +51,13 @@ from posecurator.poseset import PoseSet
 from posecurator.skeleton.canonical import pose_features
 from posecurator.skeleton.layouts import LAYOUTS, get_layout
 from posecurator.train import checkpoint as ckpt
+from posecurator.train.adaptation import ADAPT_METHODS, bone_length_gap_mm, reprojection_error_mm, target_inputs
 from posecurator.train.evaluate import predict
 from posecurator.train.pairs import root_joint_of, sample_training_pairs
 
 # Seed-sequence tags, so the streams of different purposes never coincide.
 _SPLIT_STREAM, _VAL_STREAM, _EPOCH_STREAM, _INIT_STREAM, _PASS_STREAM = 11, 13, 17, 19, 23
+_TARGET_STREAM, _TARGET_SPLIT_STREAM = 29, 31
 
 _RUN_FILES = ("best.safetensors", "last.safetensors", ckpt.OPTIMIZER_FILE, ckpt.STATE_FILE,
               ckpt.HISTORY_FILE, ckpt.CONFIG_FILE)
@@ -90,6 +92,11 @@ class TrainConfig:
     :mod:`posecurator.models.lifter`); ``joint_dropout``: in root-scale mode, the probability that
     each non-root joint of a pair is hidden (given as unlabelled), in training and validation
     alike, so the lifter learns to lift annotations with missing joints. ``seed`` seeds everything. ``num_threads`` (None = leave torch's setting).
+    Adaptation to an unlabeled target (``fit(..., target=)``; :mod:`posecurator.train.adaptation`):
+    ``adapt`` ("none" | "reprojection": self-training with reprojection consistency and the
+    bone-length prior), ``adapt_weight`` (weight of the target terms against the source MPJPE),
+    ``adapt_bone_weight`` (weight of the bone-length term inside them), ``target_val_fraction``
+    (clips of the target 2D held out for the target validation figure, never trained on).
     """
 
     # defaults = the "default" preset
@@ -113,6 +120,10 @@ class TrainConfig:
     noise_px_train: float = 0.0
     input_mode: str = "absolute"
     joint_dropout: float = 0.0
+    adapt: str = "none"
+    adapt_weight: float = 1.0
+    adapt_bone_weight: float = 1.0
+    target_val_fraction: float = 0.1
     seed: int = 0
     device: str = "cpu"
     num_threads: int | None = 1
@@ -137,6 +148,10 @@ class TrainConfig:
             raise ValueError(f"input_mode must be one of {', '.join(INPUT_MODES)}, got {self.input_mode!r}")
         if not 0.0 <= self.joint_dropout < 1.0:
             raise ValueError(f"joint_dropout must be in [0, 1), got {self.joint_dropout}")
+        if self.adapt not in ADAPT_METHODS:
+            raise ValueError(f"adapt must be one of {', '.join(ADAPT_METHODS)}, got {self.adapt!r}")
+        if self.adapt_weight < 0 or self.adapt_bone_weight < 0 or not 0.0 <= self.target_val_fraction < 1.0:
+            raise ValueError("adapt_weight and adapt_bone_weight must be >= 0, target_val_fraction in [0, 1)")
         if self.joint_dropout > 0 and self.input_mode != "root_scale":
             raise ValueError("joint_dropout needs input_mode 'root_scale' (the absolute input has no way to mark a missing joint)")
 
@@ -217,7 +232,8 @@ PRESETS: dict[str, dict] = {
 
 # ------------------------------------------------------------------------------- data split
 VAL_CUTS = ("clip", "neighbourhood")
-_LATER_FIELDS = {"val_cut": "clip", "input_mode": "absolute", "joint_dropout": 0.0}  # field -> default, see TrainConfig.to_dict
+_LATER_FIELDS = {"val_cut": "clip", "input_mode": "absolute", "joint_dropout": 0.0, "adapt": "none",
+                 "adapt_weight": 1.0, "adapt_bone_weight": 1.0, "target_val_fraction": 0.1}  # field -> default, see TrainConfig.to_dict
 
 
 def split_by_clip(poses: PoseSet, *, val_fraction: float, seed: int, cut: str = "clip") -> tuple[PoseSet, PoseSet | None]:
@@ -314,7 +330,7 @@ class LifterTrainer:
         self.config = TrainConfig() if config is None else config
 
     def fit(self, train: PoseSet, *, out_dir, val: PoseSet | None = None,
-            sampler=None, resume: bool = True, progress: bool = True, init_from=None) -> dict:
+            sampler=None, resume: bool = True, progress: bool = True, init_from=None, target: PoseSet | None = None) -> dict:
         """Train on ``train`` (3D poses, world mm) and write the run to ``out_dir``.
 
         val: explicit validation poses; default: ``config.val_fraction`` of ``train`` cut by clip.
@@ -331,6 +347,11 @@ class LifterTrainer:
             and data; False starts afresh (removing that run's files).
         init_from: a run folder whose best weights initialise the model (fine-tuning); the
             architecture is then that run's. Ignored when resuming a run already started.
+        target: unlabeled 2D of the domain the lifter is for (its 3D, if any, is never used).
+            ``config.target_val_fraction`` of its clips are held out and every epoch records
+            ``val_target_reproj_mm`` on them (the reprojection error of the placed predictions, a
+            validation figure that carries the shift); with ``config.adapt = "reprojection"``
+            the rest is trained on (:mod:`posecurator.train.adaptation`).
         Returns a summary dict (run_dir, best_val_mpjpe, best_epoch, epochs, steps,
         training_time_s, poses_per_s, n_train, n_val, resumed).
         """
@@ -338,6 +359,8 @@ class LifterTrainer:
         if train.joints3d is None:
             raise DataError(None, "training needs 3D poses (the pose set has no joints3d)")
         train.check_finite()
+        if cfg.adapt != "none" and target is None:
+            raise PoseCuratorError(f"adapt={cfg.adapt!r} needs the target's unlabeled 2D (target=...)")
         if val is not None:
             if val.joints3d is None or len(val) == 0:
                 raise DataError(None, "the validation pose set is empty or has no joints3d")
@@ -351,12 +374,12 @@ class LifterTrainer:
             # caller's random state is the same before and after
             with torch.random.fork_rng(devices=[]), output_lock(out_dir, wait=False):
                 return self._fit(train, out_dir=out_dir, val=val, sampler=sampler, resume=resume,
-                                 progress=progress, init_from=init_from)
+                                 progress=progress, init_from=init_from, target=target)
         finally:
             torch.set_num_threads(old_threads)
 
     # ----------------------------------------------------------------------------------------
-    def _fit(self, train, *, out_dir, val, sampler, resume, progress, init_from) -> dict:
+    def _fit(self, train, *, out_dir, val, sampler, resume, progress, init_from, target) -> dict:
         cfg = self.config
         device = torch.device(cfg.device)
         if val is None:
@@ -397,6 +420,8 @@ class LifterTrainer:
             vx = hide_joints(vx, cfg.joint_dropout, vrng, root_joint=root)
             val_pairs = (vx, vy)
 
+        adapt_data = self._target_parts(target, model.input_mode, train) if target is not None else None
+
         run_meta = {
             "train": cfg.to_dict(),
             # the training camera ranges in full (RandomCameraSampler fields), for scorers that
@@ -409,6 +434,8 @@ class LifterTrainer:
                      "val_given": val is not None, "fingerprint": fingerprint},
             "init_from": None if init_from is None else str(init_from),
         }
+        if adapt_data is not None:  # only then: runs without a target keep their metadata as before
+            run_meta["data"]["target"] = adapt_data["meta"]
 
         state = self._load_resume_state(out_dir, model, optimizer, run_meta) if resume else None
         if state is None:
@@ -429,12 +456,15 @@ class LifterTrainer:
             for epoch in range(start_epoch, cfg.epochs):
                 if cfg.max_steps is not None and state["step"] >= cfg.max_steps:
                     break
-                record = self._train_epoch(epoch, model, optimizer, train_part, data_sampler, camera_sampler, state, bar, device)
+                record = self._train_epoch(epoch, model, optimizer, train_part, data_sampler, camera_sampler, state, bar, device,
+                                           adapt_data=adapt_data)
                 if val_pairs is not None:
                     record["val_mpjpe"] = float(mpjpe(predict(model, val_pairs[0], device=device), val_pairs[1]))
                     bar.set_postfix(loss=f"{record['train_loss']:.1f}", val=f"{record['val_mpjpe']:.1f}")
                 else:
                     record["val_mpjpe"] = None
+                if adapt_data is not None and adapt_data["val"] is not None:
+                    record["val_target_reproj_mm"] = _target_reprojection(model, adapt_data["val"], device)
                 state["history"].append(record)
                 improved = record["val_mpjpe"] is None or state["best_val_mpjpe"] is None or record["val_mpjpe"] < state["best_val_mpjpe"]
                 if improved:
@@ -460,7 +490,34 @@ class LifterTrainer:
                 "n_val": 0 if val_part is None else len(val_part), "resumed": resumed}
 
     # ----------------------------------------------------------------------------------------
-    def _train_epoch(self, epoch, model, optimizer, train_part, data_sampler, camera_sampler, state, bar, device) -> dict:
+    def _target_parts(self, target: PoseSet, input_mode: str, train: PoseSet) -> dict:
+        """The target's lifter inputs cut by clip into an adaptation part and a held-out part."""
+        cfg = self.config
+        if target.layout != train.layout:
+            raise DataError(None, f"the target's layout is {target.layout}, the training data's {train.layout}")
+        t = target_inputs(target, input_mode=input_mode)
+        if len(t["rows"]) < 2:
+            raise DataError(None, f"the target has {len(t['rows'])} usable 2D poses (need labelled root, 4+ joints, an image size)")
+        clips = np.asarray(target.clip)[t["rows"]].astype(str)
+        names = np.unique(clips)
+        n_val = int(round(cfg.target_val_fraction * len(names)))
+        if cfg.target_val_fraction > 0 and len(names) > 1:
+            n_val = min(max(n_val, 1), len(names) - 1)
+        held = np.random.default_rng([cfg.seed, _TARGET_SPLIT_STREAM]).choice(names, size=n_val, replace=False)
+        is_val = np.isin(clips, held)
+
+        def part(mask):
+            return {k: t[k][mask] for k in ("x", "uv", "mask")} if mask.any() else None
+
+        h = hashlib.sha1()
+        for arr in (target.joints2d, target.sample_id):
+            h.update(np.ascontiguousarray(arr).tobytes())
+        return {"train": part(~is_val), "val": part(is_val),
+                "meta": {"fingerprint": h.hexdigest()[:16], "n_target": len(target), "n_usable": int(len(t["rows"])),
+                         "n_adapt": int((~is_val).sum()), "n_val": int(is_val.sum())}}
+
+    def _train_epoch(self, epoch, model, optimizer, train_part, data_sampler, camera_sampler, state, bar, device,
+                     adapt_data: dict | None = None) -> dict:
         cfg = self.config
         rng = np.random.default_rng([cfg.seed, _EPOCH_STREAM, epoch])
         torch.manual_seed(int(rng.integers(2**62)))  # dropout of this epoch
@@ -483,16 +540,36 @@ class LifterTrainer:
         n = len(x2d)
         # drop a last incomplete batch (batch norm statistics of a handful of pairs are noise)
         n_used = n - n % cfg.batch_size if n >= cfg.batch_size else n
+        adapt = cfg.adapt != "none" and adapt_data is not None and adapt_data["train"] is not None
+        if adapt:  # the target rows of every batch of this epoch, drawn from their own stream
+            tgt = {k: torch.from_numpy(v).to(device) for k, v in adapt_data["train"].items()}
+            trng = np.random.default_rng([cfg.seed, _TARGET_STREAM, epoch])
+            t_index = trng.integers(0, len(tgt["x"]), size=(max(n_used // cfg.batch_size, 1), cfg.batch_size))
+            parents = get_layout(train_part.layout).parents
         model.train()
         t0 = time.perf_counter()
         loss_sum, pairs = 0.0, 0
-        for start in range(0, n_used, cfg.batch_size):
+        target_sums = {"reproj": 0.0, "bone": 0.0, "n": 0}
+        for b, start in enumerate(range(0, n_used, cfg.batch_size)):
             if cfg.max_steps is not None and state["step"] >= cfg.max_steps:
                 break
             xb, yb = x2d[start:start + cfg.batch_size], y3d[start:start + cfg.batch_size]
             if len(xb) < 2:
                 break
-            loss = mpjpe_torch(model(xb), yb)
+            if adapt:
+                ti = torch.from_numpy(t_index[b % len(t_index)]).to(device)
+                # one forward pass over source and target: batch normalisation sees both domains
+                out = model(torch.cat([xb, tgt["x"][ti]]))
+                pred_s, pred_t = out[:len(xb)], out[len(xb):]
+                reproj, ok = reprojection_error_mm(pred_t, tgt["uv"][ti], tgt["mask"][ti])
+                reproj = reproj.sum() / ok.sum().clamp(min=1)
+                bone = bone_length_gap_mm(pred_t, yb, parents)
+                loss = mpjpe_torch(pred_s, yb) + cfg.adapt_weight * (reproj + cfg.adapt_bone_weight * bone)
+                target_sums["reproj"] += float(reproj.detach())
+                target_sums["bone"] += float(bone.detach())
+                target_sums["n"] += 1
+            else:
+                loss = mpjpe_torch(model(xb), yb)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -504,8 +581,12 @@ class LifterTrainer:
         seconds = time.perf_counter() - t0
         state["train_time_s"] += seconds
         state["pairs_seen"] += pairs
-        return {"epoch": epoch, "train_loss": loss_sum / max(pairs, 1), "lr": lr, "pairs": pairs,
-                "steps": state["step"], "time_s": seconds, "poses_per_s": pairs / seconds if seconds > 0 else None}
+        record = {"epoch": epoch, "train_loss": loss_sum / max(pairs, 1), "lr": lr, "pairs": pairs,
+                  "steps": state["step"], "time_s": seconds, "poses_per_s": pairs / seconds if seconds > 0 else None}
+        if adapt and target_sums["n"]:
+            record["target_reproj_mm"] = target_sums["reproj"] / target_sums["n"]
+            record["target_bone_gap_mm"] = target_sums["bone"] / target_sums["n"]
+        return record
 
     def _uniform_epoch_index(self, epoch: int, n_poses: int) -> np.ndarray:
         """Pose rows of epoch ``epoch`` without a sampler: every pose ``n_views`` times in a seeded
@@ -643,6 +724,20 @@ class LifterTrainer:
         return {"epoch": int(state_doc["epoch"]), "step": int(state_doc["step"]), "best_epoch": state_doc["best_epoch"],
                 "best_val_mpjpe": state_doc["best_val_mpjpe"], "train_time_s": float(state_doc["train_time_s"]),
                 "pairs_seen": int(state_doc["pairs_seen"]), "history": list(history), "files": files}
+
+
+@torch.no_grad()
+def _target_reprojection(model, part: dict, device, batch: int = 8192) -> float:
+    """Mean reprojection error (mm) of the model's placed predictions on held-out target 2D."""
+    model.eval()
+    total, n = 0.0, 0
+    for s in range(0, len(part["x"]), batch):
+        x = torch.from_numpy(part["x"][s:s + batch]).to(device)
+        err, ok = reprojection_error_mm(model(x).double(), torch.from_numpy(part["uv"][s:s + batch]).to(device).double(),
+                                        torch.from_numpy(part["mask"][s:s + batch]).to(device))
+        total += float(err[ok].sum())
+        n += int(ok.sum())
+    return total / max(n, 1)
 
 
 def _kill_point(point: str, epoch: int, *, partial: tuple[Path, str] | None = None) -> None:

@@ -1,0 +1,158 @@
+"""Adapting the lifter to a target known only by its unlabeled 2D: self-training with
+reprojection consistency and a bone-length prior.
+
+The method is the semi-supervised objective of VideoPose3D (Pavllo et al., CVPR 2019, Sec. 4),
+adapted from video to single poses and from one camera to each sample's own camera: every step
+the lifter sees a batch of labelled source pairs (MPJPE against their 3D) and a batch of the
+target's 2D, for which nothing is known but the 2D. For those it predicts root-relative 3D;
+
+* **reprojection**: the prediction is placed in the sample's camera by the root translation that
+  best fits the 2D (the linear least-squares solution of :mod:`posecurator.camera.placement`,
+  here in torch so the loss differentiates through it) and projected; the loss is the distance
+  between projected and given joints, converted to mm at each joint's depth (so it is on the
+  scale of the source MPJPE). Pavllo's trajectory model is not needed: the translation is
+  solved, not predicted.
+* **bone lengths**: reprojection alone is met by any depth of every joint; as in VideoPose3D, the
+  mean bone lengths of the target batch's predictions are pulled to the mean bone lengths of the
+  source batch's ground truth (a pose prior that keeps the skeleton's proportions).
+
+Loss per step: ``MPJPE(source) + adapt_weight * (reprojection_mm + adapt_bone_weight * bone_gap_mm)``.
+
+Shapes: ``pred`` (B, J, 3) camera-frame mm relative to the root; ``uv`` (B, J, 2) normalised image
+coordinates ``((x - c) / f)``; ``mask`` (B, J) bool, the labelled joints. Lower = better for
+every loss here. Batched, any B; :func:`reprojection_error_mm_reference` is the plain per-pose
+version tested to agree.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from posecurator.camera import normalize_screen_coordinates
+from posecurator.camera.pairs import root_joint_of
+from posecurator.camera.placement import MIN_DEPTH_MM, default_intrinsics, sample_cameras
+from posecurator.errors import DataError
+from posecurator.poseset import PoseSet
+
+ADAPT_METHODS = ("none", "reprojection")
+
+
+def _check(pred, uv, mask):
+    if pred.ndim != 3 or pred.shape[-1] != 3 or uv.shape != pred.shape[:-1] + (2,) or mask.shape != pred.shape[:-1]:
+        raise ValueError(f"pred (B, J, 3), uv (B, J, 2), mask (B, J) expected, got {tuple(pred.shape)}, "
+                         f"{tuple(uv.shape)}, {tuple(mask.shape)}")
+
+
+def solve_translation_torch(pred: torch.Tensor, uv: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, 3) root translation (mm) placing ``pred`` on ``uv`` in least squares (the rows
+    ``[1, 0, -u] t = u z - x`` and ``[0, 1, -v] t = v z - y`` of every labelled joint), and (B,)
+    bool: solvable (two labelled joints, a non-singular system, every joint in front of the camera)."""
+    _check(pred, uv, mask)
+    w = mask.to(pred.dtype)
+    uv = torch.where(mask[..., None], uv, torch.zeros_like(uv))
+    p = torch.where(mask[..., None], pred, torch.zeros_like(pred))
+    u, v = uv[..., 0], uv[..., 1]
+    px, py, pz = p[..., 0], p[..., 1], p[..., 2]
+
+    def s(a):
+        return (w * a).sum(-1)
+
+    n = s(torch.ones_like(u))
+    zero = torch.zeros_like(n)
+    ata = torch.stack([torch.stack([n, zero, -s(u)], -1), torch.stack([zero, n, -s(v)], -1),
+                       torch.stack([-s(u), -s(v), s(u * u + v * v)], -1)], -2)
+    bx, by = u * pz - px, v * pz - py
+    atb = torch.stack([s(bx), s(by), -s(u * bx + v * by)], -1)
+    det = torch.linalg.det(ata)
+    enough = (mask.sum(-1) >= 2) & (det.abs() > 1e-12)
+    eye = torch.eye(3, dtype=pred.dtype, device=pred.device).expand_as(ata)
+    t = torch.linalg.solve(torch.where(enough[:, None, None], ata, eye), atb[..., None])[..., 0]
+    depth = pred[..., 2] + t[:, None, 2]
+    in_front = torch.where(mask, depth > MIN_DEPTH_MM, torch.ones_like(mask)).all(-1)
+    return t, enough & in_front
+
+
+def reprojection_error_mm(pred: torch.Tensor, uv: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B,) mean distance (mm at each joint's depth) between the labelled 2D and the prediction
+    placed by :func:`solve_translation_torch` and projected, and (B,) bool: placeable (samples
+    that are not get 0 and should be left out)."""
+    t, ok = solve_translation_torch(pred, uv, mask)
+    placed = pred + t[:, None]
+    depth = placed[..., 2].clamp(min=MIN_DEPTH_MM)
+    proj = placed[..., :2] / depth[..., None]
+    dist = torch.linalg.norm(proj - torch.where(mask[..., None], uv, proj.detach()), dim=-1) * depth
+    w = (mask & ok[:, None]).to(pred.dtype)
+    err = (dist * w).sum(-1) / w.sum(-1).clamp(min=1)
+    return torch.where(ok, err, torch.zeros_like(err)), ok
+
+
+def reprojection_error_mm_reference(pred: np.ndarray, uv: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Plain per-pose version of :func:`reprojection_error_mm` (NaN where not placeable)."""
+    out = np.full(len(pred), np.nan)
+    for b in range(len(pred)):
+        rows, rhs = [], []
+        for j in range(pred.shape[1]):
+            if mask[b, j]:
+                x, y, z = pred[b, j]
+                u, v = uv[b, j]
+                rows += [[1.0, 0.0, -u], [0.0, 1.0, -v]]
+                rhs += [u * z - x, v * z - y]
+        if len(rows) < 4:
+            continue
+        t = np.linalg.lstsq(np.array(rows), np.array(rhs), rcond=None)[0]
+        dists = []
+        for j in range(pred.shape[1]):
+            if mask[b, j]:
+                p = pred[b, j] + t
+                if p[2] <= MIN_DEPTH_MM:
+                    break
+                dists.append(np.linalg.norm(p[:2] / p[2] - uv[b, j]) * p[2])
+        else:
+            out[b] = float(np.mean(dists))
+    return out
+
+
+def bone_length_gap_mm(pred: torch.Tensor, reference: torch.Tensor, parents) -> torch.Tensor:
+    """Mean over bones of |mean bone length of ``pred`` (B, J, 3) - mean bone length of
+    ``reference`` (B', J, 3)| in mm (VideoPose3D's bone-length term; the reference is held fixed)."""
+    parents = torch.as_tensor([p for p in parents], device=pred.device)
+    child = torch.nonzero(parents >= 0)[:, 0]
+
+    def lengths(x):
+        return torch.linalg.norm(x[:, child] - x[:, parents[child]], dim=-1).mean(0)
+
+    return (lengths(pred) - lengths(reference).detach()).abs().mean()
+
+
+def target_inputs(target: PoseSet, *, input_mode: str) -> dict[str, np.ndarray]:
+    """What the adaptation needs of an unlabeled target: ``x`` (N, J, 2) float32 lifter input
+    (pixels normalised as the trainer's pairs, NaN for unlabelled joints), ``uv`` (N, J, 2)
+    float32 normalised image coordinates, ``mask`` (N, J) bool labelled, ``rows`` (N,) the
+    target rows kept. Intrinsics from each sample's camera; a sample without one gets the
+    image-size default (focal = larger side, principal point = centre). Left out: samples with
+    no image size, fewer than 4 labelled joints or an unlabelled root, and, for an ``absolute``
+    lifter (which cannot take a missing joint), any sample with an unlabelled joint."""
+    if target.joints2d is None:
+        raise DataError(None, "the target has no 2D poses (joints2d): adaptation needs the target's 2D")
+    cams = sample_cameras(target)
+    width, height = cams["width"], cams["height"]
+    f, c = cams["f"], cams["c"]
+    default_f, default_c = default_intrinsics(np.nan_to_num(width, nan=1.0), np.nan_to_num(height, nan=1.0))
+    no_cam = ~np.isfinite(f).all(-1)
+    f = np.where(no_cam[:, None], default_f, f)
+    c = np.where(no_cam[:, None], default_c, c)
+    x = np.asarray(target.joints2d, dtype=np.float64)
+    mask = np.isfinite(x).all(-1)
+    if target.visibility is not None:
+        mask &= np.asarray(target.visibility) > 0
+    root = root_joint_of(target)
+    keep = np.isfinite(width) & np.isfinite(height) & (mask.sum(-1) >= 4) & mask[:, root]
+    if input_mode == "absolute":
+        keep &= mask.all(-1)
+    x = np.where(mask[..., None], x, np.nan)
+    xn = normalize_screen_coordinates(x, np.where(np.isfinite(width), width, 1.0), np.where(np.isfinite(height), height, 1.0))
+    uv = (x - c[:, None]) / f[:, None]
+    rows = np.flatnonzero(keep)
+    return {"x": xn[rows].astype(np.float32), "uv": np.nan_to_num(uv[rows]).astype(np.float32),
+            "mask": mask[rows], "rows": rows}
