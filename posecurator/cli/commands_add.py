@@ -8,7 +8,8 @@ from pathlib import Path
 from posecurator.cli.common import add_val_cut_argument, load_add_config
 from posecurator.errors import DataError, PoseCuratorError
 
-SCORER_NAMES = ("density", "lifter_error", "vae_recon")
+SCORER_NAMES = ("density", "lifter_error", "vae_recon", "target_coverage", "target_novelty")
+TARGET_SCORERS = ("target_coverage", "target_novelty")
 
 
 def register(sub, add_parser, commands: dict) -> None:
@@ -51,19 +52,29 @@ def register(sub, add_parser, commands: dict) -> None:
     s.add_argument("--only-new", action="store_true", help="write only the generated poses (lineage then points outside the set)")
     commands["augment"] = cmd_augment
 
-    s = add_parser(sub, "score", "Score every pose of a dataset with any scorer (density | lifter_error | vae_recon).",
+    s = add_parser(sub, "score", "Score every pose of a dataset with any scorer "
+                   "(density | lifter_error | vae_recon | target_coverage | target_novelty).",
                    "  posecurator score aug.pcs --scorer density --reference hdm05.pcs -o density.npz\n"
                    "  posecurator score aug.pcs --scorer lifter_error --run runs/base -o err.json\n"
                    "  posecurator score bandai.pcs --scorer vae_recon --run vae_run/ -o difficulty.npz\n"
+                   "  posecurator score hdm05.pcs --scorer target_coverage --target ../shared/data/coco/"
+                   "person_keypoints_train2017_subset2155.json -o cov.npz\n"
+                   "  posecurator score aug.pcs --scorer target_novelty --target bandai-to-hdm05-uda --reference bandai.pcs -o nov.npz\n"
                    "scores are keyed by sample_id (.npz or .json); higher = more unusual / harder / worse\n")
     s.add_argument("dataset", help="dataset folder (or any importable file/folder) to score")
     s.add_argument("--scorer", required=True, choices=SCORER_NAMES)
-    s.add_argument("--reference", help="dataset the scorer is fitted on (density, vae_recon; default: DATASET itself)")
+    s.add_argument("--reference", help="dataset the scorer is fitted on (density, vae_recon; default: DATASET itself); "
+                   "target_novelty: the source 3D poses (default: DATASET itself)")
+    s.add_argument("--target", metavar="TARGET_2D", help="target_coverage / target_novelty (required): the target's unlabeled "
+                   "2D poses, a file or folder with joints2d (e.g. a COCO keypoints JSON), or the name of a split with an "
+                   "unlabeled target (bandai-to-hdm05-uda, hdm05-to-coco; data root ../shared/data or $POSECURATOR_DATA)")
+    s.add_argument("--k", type=int, default=None, help="target_coverage / target_novelty: nearest target poses averaged (default 5)")
     s.add_argument("--run", help="run folder: the lifter (lifter_error, required) or a trained VAE (vae_recon)")
     s.add_argument("-o", "--output", required=True, metavar="SCORES", help="score file to write (.npz or .json)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--noise-px", type=float, default=None, help="lifter_error: 2D noise (default: the run's training noise)")
-    s.add_argument("--views", type=int, default=1, help="lifter_error: random cameras per pose")
+    s.add_argument("--views", type=int, default=None, help="lifter_error: random cameras per pose (default 1); "
+                   "target_coverage / target_novelty: virtual cameras per 3D pose (default 8)")
     commands["score"] = cmd_score
 
 
@@ -177,10 +188,17 @@ def cmd_score(args):
         raise PoseCuratorError(f"{out}: score files are .npz or .json")
     if args.scorer == "lifter_error" and not args.run:
         raise PoseCuratorError("--scorer lifter_error needs --run RUN_DIR (a trained lifter)")
-    if args.views < 1:
+    if args.scorer in TARGET_SCORERS and not args.target:
+        raise PoseCuratorError(f"--scorer {args.scorer} needs --target TARGET_2D (the target's unlabeled 2D: a file or "
+                               "folder with joints2d, or a split name such as hdm05-to-coco)")
+    if args.views is not None and args.views < 1:
         raise PoseCuratorError(f"--views must be >= 1, got {args.views}")
+    if args.k is not None and args.k < 1:
+        raise PoseCuratorError(f"--k must be >= 1, got {args.k}")
     ps = _load(args.dataset, args)
-    if args.scorer == "density":
+    if args.scorer in TARGET_SCORERS:
+        scorer = _target_scorer(args, ps)
+    elif args.scorer == "density":
         from posecurator.scoring.density import DensityScorer
 
         _require_3d(ps, args.dataset)
@@ -191,7 +209,7 @@ def cmd_score(args):
         from posecurator.pipelines.add import lifter_error_scorer
 
         _require_3d(ps, args.dataset)
-        scorer = lifter_error_scorer(args.run, seed=args.seed, noise_px=args.noise_px, n_views=args.views)
+        scorer = lifter_error_scorer(args.run, seed=args.seed, noise_px=args.noise_px, n_views=args.views or 1)
     else:
         # the vae_recon scorer takes its VAE by injection; the training layer builds it
         from posecurator.train.vae_trainer import load_vae_scorer, make_vae_scorer
@@ -213,3 +231,39 @@ def cmd_score(args):
         f"max {finite.max():.4g}")
     print(f"{args.scorer}: {len(scores)} poses ({len(scores) - len(finite)} non-finite); {stats}; "
           f"higher = {scorer.higher_means} -> {out}")
+
+
+def _target_2d(args):
+    """The --target of the target scorers: a split name with an unlabeled target, or a 2D file/folder."""
+    from posecurator.pipelines.splits import UDA_PARENTS, load_target_2d, resolve_split
+
+    if args.target in UDA_PARENTS and not Path(args.target).exists():
+        return load_target_2d(resolve_split(args.target), progress=not args.quiet)  # the split's own seed
+    target = _load(args.target, args)
+    if target.joints2d is None:
+        raise DataError(args.target, "has no 2D joints (joints2d); --target needs the target's unlabeled 2D "
+                                     "(e.g. a COCO keypoints JSON, or a split name such as hdm05-to-coco)")
+    return target
+
+
+def _target_scorer(args, ps):
+    from posecurator.scoring.target2d import TargetCoverageScorer, TargetNoveltyScorer
+
+    options = {"seed": args.seed}
+    if args.views is not None:
+        options["n_views"] = args.views
+    if args.k is not None:
+        options["k"] = args.k
+    target = _target_2d(args)
+    if ps.joints3d is None and ps.joints2d is None:
+        raise DataError(args.dataset, "has neither 3D nor 2D joints to score")
+    source = None
+    if args.scorer == "target_novelty":
+        source = _load(args.reference, args) if args.reference else ps
+        _require_3d(source, args.reference or args.dataset)
+    try:
+        if args.scorer == "target_coverage":
+            return TargetCoverageScorer(**options).fit(target)
+        return TargetNoveltyScorer(**options).fit(target, source=source)
+    except DataError as e:
+        raise DataError(args.target, e.message) from None

@@ -21,7 +21,8 @@ def add_val_cut_argument(s, *, judged: str = "the best epoch") -> None:
                         f"shift. It judges {judged}")
 
 SPLIT_HELP = ("hdm05-xsub | bandai-to-hdm05 | hdm05-to-cmu | bandai-to-cmu | coco-2d (2D only: PCK; --train replaces its "
-              "training set) | custom (with --train/--test)")
+              "training set) | bandai-to-hdm05-uda | hdm05-to-coco (with unlabeled target 2D: the adapt rows use it) "
+              "| custom (with --train/--test)")
 
 
 def add_split_arguments(s, *, default_settings: list[str], default_methods: list[str], default_preset: str = "fast") -> None:

@@ -14,7 +14,16 @@ name                   class                                   higher means     
 ``lifter_error``       scoring.lifter_error.LifterErrorScorer  reference lifter errs more   ADD
 ``vae_recon``          scoring.vae.VAEReconstructionScorer     harder (VAE reconstructs     VAE
                                                                it worse)
+``reprojection_error`` scoring.reprojection                    the estimator's prediction   PoseSyn
+                                                               fits the 2D worse (EEM)
+``target_coverage``    scoring.target2d                        farther from anything the    target-aware
+                                                               target's unlabeled 2D shows  selection
+``target_novelty``     scoring.target2d                        less shown by the target     target-aware
+                                                               than by the source           selection
 =====================  ======================================  ===========================  ==========
+
+Out-of-sample scores of a training set (each pose scored by a model that never saw its clip):
+:class:`posecurator.scoring.crossfit.CrossFitScorer` wraps any of them.
 
 Scorers that need a trained model (``lifter_error``, ``vae_recon``) take it by injection
 (``predict_fn`` / ``fit_fn`` + ``errors_fn``): the scoring layer sits below models and train and never

@@ -2,7 +2,7 @@
 
 import importlib
 
-for _mod in ("density", "lifter_error", "vae", "reprojection"):
+for _mod in ("density", "lifter_error", "vae", "reprojection", "target2d"):
     try:
         importlib.import_module(f"posecurator.scoring.{_mod}")
     except ModuleNotFoundError as e:  # a scorer module not written yet
