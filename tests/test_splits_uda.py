@@ -5,6 +5,8 @@ running on them like on their parents. Real data, small subsets."""
 from __future__ import annotations
 
 import hashlib
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -154,10 +156,18 @@ def test_bench_runs_on_the_uda_splits_like_their_parents(name, train_file, share
         train_file = folder
     split = split.with_train(str(shared_data / train_file) if isinstance(train_file, str) else str(train_file))
     config = TrainConfig.preset("fast", **{**TINY, **split.train_overrides})
-    res = run_bench(split, out_dir=tmp_path / "bench", seeds=(0,), settings=split.settings or ("gt",),
+    methods = ("baseline", "adapt", "target_near33")  # the transfer rows (pipelines.bench_transfer) use the target
+    res = run_bench(split, out_dir=tmp_path / "bench", seeds=(0,), settings=split.settings or ("gt",), methods=methods,
                     config=config, progress=False, log=lambda m: None)
-    (run,) = res["runs"]
-    if name == "hdm05-to-coco":
-        assert 0.0 <= run["pck_0.1"] <= 1.0 and res["test"]["label"].startswith("COCO val2017")
-    else:
-        assert np.isfinite(run["mpjpe"]) and res["test"]["label"] == "HDM05 dg" and res["test"]["poses"] == 3410
+    assert [r["method"] for r in res["runs"]] == list(methods)
+    for run in res["runs"]:
+        if name == "hdm05-to-coco":
+            assert 0.0 <= run["pck_0.1"] <= 1.0 and res["test"]["label"].startswith("COCO val2017")
+        else:
+            assert np.isfinite(run["mpjpe"]) and res["test"]["label"] == "HDM05 dg" and res["test"]["poses"] == 3410
+    adapt = res["runs"][1]
+    assert adapt["adapt"] == "reprojection"
+    history = json.loads((Path(adapt["run_dir"]) / "history.json").read_text())["epochs"]
+    assert history[0]["target_reproj_mm"] > 0 and history[0]["val_target_reproj_mm"] > 0
+    assert res["runs"][2]["train_poses"] < res["runs"][0]["train_poses"]  # a third of the train part
+    assert list((tmp_path / "bench" / "runs").glob("target-target_coverage-*.npz"))  # the scores are cached

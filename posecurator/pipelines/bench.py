@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 
 from posecurator.fileio import atomic_write_json, atomic_write_text, json_default
-from posecurator.pipelines.splits import Split, load_part
+from posecurator.pipelines.splits import Split, load_part, load_target_2d
 from posecurator.poseset import PoseSet
 from posecurator.train.trainer import TrainConfig
 
@@ -40,6 +40,7 @@ class MethodContext:
     noise_px: float
     config: "TrainConfig"  # the lifter's training config, seed and 2D noise already set
     progress: bool = True
+    target: PoseSet | None = None  # unlabeled target 2D of a domain-adaptation split (else None)
 
 
 def run_name(method: str, setting: str, seed: int) -> str:
@@ -59,7 +60,7 @@ def train_baseline(ctx: MethodContext) -> dict:
 
 METHODS: dict[str, Callable[[MethodContext], dict]] = {"baseline": train_baseline}
 # Pipelines that add rows to the table register their methods in METHODS when imported.
-METHOD_MODULES = ("posecurator.pipelines.add", "posecurator.pipelines.vae_sampling")
+METHOD_MODULES = ("posecurator.pipelines.add", "posecurator.pipelines.vae_sampling", "posecurator.pipelines.bench_transfer")
 
 
 def _load_method_modules() -> None:
@@ -89,8 +90,12 @@ def run_bench(split: Split, *, out_dir: str | Path, seeds=(0, 1, 2), settings=("
     t0 = time.perf_counter()
     train = load_part(split.train, cache_dir=cache, progress=progress)
     test = load_part(split.test, cache_dir=cache, progress=progress)
+    # the unlabeled target 2D of a domain-adaptation split: only methods that adapt use it
+    target = load_target_2d(split, cache_dir=cache, progress=progress) if split.target is not None else None
     import_s = time.perf_counter() - t0
-    log(f"[bench] {split.name}: train {split.train.label} {len(train)} poses, test {split.test.label} {len(test)} poses (import {import_s:.0f} s)")
+    log(f"[bench] {split.name}: train {split.train.label} {len(train)} poses, test {split.test.label} {len(test)} poses"
+        + (f", unlabeled target {split.target.label} {len(target)} poses" if target is not None else "")
+        + f" (import {import_s:.0f} s)")
     _load_method_modules()
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
@@ -120,7 +125,8 @@ def run_bench(split: Split, *, out_dir: str | Path, seeds=(0, 1, 2), settings=("
                 work = out_dir / "runs" / run_name(method, setting, seed)
                 run_config = TrainConfig.from_dict(base_config.to_dict())
                 run_config.seed, run_config.noise_px_train = seed, noise
-                ctx = MethodContext(train=train, work_dir=work, seed=seed, noise_px=noise, config=run_config, progress=progress)
+                ctx = MethodContext(train=train, work_dir=work, seed=seed, noise_px=noise, config=run_config, progress=progress,
+                                    target=target)
                 t_run = time.perf_counter()
                 info = METHODS[method](ctx)
                 metrics = evaluate_run(info["run_dir"], test, noise_px=noise, seed=seed)

@@ -1,0 +1,153 @@
+"""Bench rows of the transfer methods (issue 13): lifter adaptation to the unlabeled target 2D and
+target-aware selection of the source. They live with the benchmark, not in a method's module; the
+methods themselves are :mod:`posecurator.train.adaptation` and :mod:`posecurator.scoring.target2d`.
+
+============================  =====================================================================
+method                        lifter
+============================  =====================================================================
+``adapt``                     source pairs + self-training on the target 2D (reprojection
+                              consistency and the bone-length prior; ``adapt_weight`` 1, as
+                              VideoPose3D weights its semi-supervised terms: fixed beforehand,
+                              never chosen on a test split)
+``adapt_hard33``              ``adapt`` with VAE hard mining (the cross-fitted hardest third of the
+                              source, equal steps): the VAE paper's Table 1 combination
+``adapt_curriculum``          ``adapt`` with the VAE curriculum (easy -> + medium -> + hard)
+``target_near33``             no adaptation: the third of the source nearest the target's 2D
+                              (lowest ``target_coverage``), equal steps
+``target_novel33``            no adaptation: the third of the source the target shows most and the
+                              rest of the source least (lowest ``target_novelty``), equal steps
+``adapt_target_novel33``      ``target_novel33`` + adaptation
+============================  =====================================================================
+
+The target-aware scores of the source are cached beside the runs (``target-{scorer}-{key}.npz``,
+keyed by the source, the target and the scorer's options); they do not depend on the seed.
+Every method needs a split with a target (``bandai-to-hdm05-uda``, ``hdm05-to-coco``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from posecurator.errors import PoseCuratorError
+from posecurator.fileio import atomic_savez
+from posecurator.pipelines import bench
+from posecurator.pipelines.bench import MethodContext
+from posecurator.poseset import PoseSet
+
+SUBSET_FRACTION = 0.33
+TARGET_SCORERS = {"target_near33": "target_coverage", "target_novel33": "target_novelty",
+                  "adapt_target_novel33": "target_novelty"}
+
+
+def _need_target(ctx: MethodContext, method: str) -> PoseSet:
+    if ctx.target is None:
+        raise PoseCuratorError(f"bench method {method} needs a split with unlabeled target 2D "
+                               "(bandai-to-hdm05-uda, hdm05-to-coco)")
+    return ctx.target
+
+
+def _fingerprint(*sets: PoseSet) -> str:
+    h = hashlib.sha1()
+    for ps in sets:
+        for arr in (ps.joints3d, ps.joints2d, ps.sample_id):
+            if arr is not None:
+                h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()[:12]
+
+
+def target_scores(ctx: MethodContext, scorer_name: str) -> np.ndarray:
+    """(N,) ``scorer_name`` scores of the source ``ctx.train`` against ``ctx.target`` (cached)."""
+    from posecurator.scoring.base import get_scorer
+
+    target = _need_target(ctx, scorer_name)
+    scorer = get_scorer(scorer_name)
+    key = hashlib.sha1((_fingerprint(ctx.train, target) + scorer_name
+                        + json.dumps({k: repr(v) for k, v in sorted(vars(scorer).items())})).encode()).hexdigest()[:12]
+    path = Path(ctx.work_dir).parent / f"target-{scorer_name}-{key}.npz"
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as z:
+            if np.array_equal(z["sample_id"], ctx.train.sample_id):
+                return z["score"]
+    if scorer_name == "target_novelty":
+        scorer.fit(target, source=ctx.train)
+    else:
+        scorer.fit(target)
+    scores = np.asarray(scorer.score_samples(ctx.train), dtype=np.float64)
+    atomic_savez(path, sample_id=ctx.train.sample_id, score=scores)
+    return scores
+
+
+def _lowest_third_factory(scores: np.ndarray, train: PoseSet):
+    """A sampler factory keeping the lowest-scoring third of the train part, epochs stretched to
+    the train part's size (equal steps, as the VAE methods). The hard sampler keeps the highest
+    scores, so it is given the negated scores; NaN scores (no eligible neighbour) are never kept."""
+    from posecurator.pipelines.vae_sampling import equal_steps_factory
+
+    finite = np.isfinite(scores)
+    floor = float(np.min(-scores[finite])) - 1.0 if finite.any() else 0.0
+    neg = np.where(finite, -scores, floor)
+    return equal_steps_factory(f"hard:{SUBSET_FRACTION}", scores=dict(zip(train.sample_id.tolist(), neg.tolist())))
+
+
+def _vae_factory(ctx: MethodContext, spec: str, info: dict):
+    from posecurator.pipelines.vae_sampling import SCORES_FILE, equal_steps_factory, scoring_label, source_scores
+
+    _, vae_dir = source_scores(ctx.train, cache_dir=ctx.work_dir.parent, seed=ctx.seed, progress=ctx.progress)
+    info["vae_dir"], info["vae_scoring"] = str(vae_dir), scoring_label(5)
+    return equal_steps_factory(spec, scores=vae_dir / SCORES_FILE)
+
+
+def _run(ctx: MethodContext, method: str, *, adapt: bool, factory=None, info: dict | None = None) -> dict:
+    from posecurator.train.trainer import LifterTrainer
+
+    info = dict(info or {})
+    config = dataclasses.replace(ctx.config, adapt="reprojection") if adapt else ctx.config
+    target = _need_target(ctx, method)
+    t0 = time.perf_counter()
+    summary = LifterTrainer(config).fit(ctx.train, out_dir=ctx.work_dir, sampler=factory, progress=ctx.progress,
+                                        target=target)
+    distinct = summary["n_train"] if factory is None else factory.made.distinct_indices(ctx.config.epochs)
+    info.update(run_dir=str(ctx.work_dir), train_poses=int(distinct), train_time_s=time.perf_counter() - t0,
+                steps=int(summary["steps"]), n_train_part=int(summary["n_train"]), adapt=config.adapt)
+    return info
+
+
+def bench_adapt(ctx: MethodContext) -> dict:
+    return _run(ctx, "adapt", adapt=True)
+
+
+def bench_adapt_hard33(ctx: MethodContext) -> dict:
+    info: dict = {"sampler": f"hard:{SUBSET_FRACTION}"}
+    return _run(ctx, "adapt_hard33", adapt=True, factory=_vae_factory(ctx, f"hard:{SUBSET_FRACTION}", info), info=info)
+
+
+def bench_adapt_curriculum(ctx: MethodContext) -> dict:
+    info: dict = {"sampler": "curriculum"}
+    return _run(ctx, "adapt_curriculum", adapt=True, factory=_vae_factory(ctx, "curriculum", info), info=info)
+
+
+def _target_subset(method: str, *, adapt: bool):
+    def run(ctx: MethodContext) -> dict:
+        scores = target_scores(ctx, TARGET_SCORERS[method])
+        # the trainer's sampler sees the train part only: align the scores to its rows by sample id
+        return _run(ctx, method, adapt=adapt, factory=_lowest_third_factory(scores, ctx.train),
+                    info={"sampler": f"lowest {SUBSET_FRACTION:.0%} by {TARGET_SCORERS[method]}"})
+
+    run.__name__ = f"bench_{method}"
+    return run
+
+
+bench.METHODS.update({
+    "adapt": bench_adapt,
+    "adapt_hard33": bench_adapt_hard33,
+    "adapt_curriculum": bench_adapt_curriculum,
+    "target_near33": _target_subset("target_near33", adapt=False),
+    "target_novel33": _target_subset("target_novel33", adapt=False),
+    "adapt_target_novel33": _target_subset("adapt_target_novel33", adapt=True),
+})
