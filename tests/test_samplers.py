@@ -140,6 +140,22 @@ def test_hard_mining_takes_exactly_the_hardest_fraction(scores):
         assert np.isin(np.flatnonzero(bins == b), got).all()
 
 
+def test_easy_spec_takes_exactly_the_lowest_fraction(scores):
+    from posecurator.selection.samplers import parse_sampler_spec
+
+    class Rows:  # the factory only needs len() and sample ids for aligned scores
+        def __init__(self, n):
+            self.n = n
+
+        def __len__(self):
+            return self.n
+
+    s = parse_sampler_spec("easy:0.25")(Rows(len(scores)), scores, seed=3)
+    got = np.array(_epoch_indices(s))
+    rest = np.setdiff1d(np.arange(len(scores)), got)
+    assert len(got) == int(np.floor(0.25 * len(scores) + 0.5)) and scores[got].max() <= scores[rest].min()
+
+
 def test_hard_mining_from_bins_only_takes_whole_bins_first(scores):
     bins = difficulty_bins(scores, 25)
     s = HardMiningSampler(bins=bins, fraction=0.3, seed=4)

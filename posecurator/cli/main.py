@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--joint-dropout", type=float, default=None,
                    help="root_scale only: probability that each joint is hidden while training, so the lifter copes with "
                         "unlabelled joints (in-the-wild 2D: 0.2)")
-    s.add_argument("--sampler", default=None, help="hard:FRACTION | curriculum[:SCHEDULE] | random:FRACTION")
+    s.add_argument("--sampler", default=None, help="hard:FRACTION | easy:FRACTION (the lowest scores) | curriculum[:SCHEDULE] | random:FRACTION")
     s.add_argument("--scores", default=None, help="difficulty scores from `posecurator difficulty` for --sampler")
     s.add_argument("--target", default=None,
                    help="unlabeled 2D of the domain the lifter is for (COCO-style JSON, a 2D pose set, ...): its held-out clips "

@@ -84,15 +84,15 @@ def target_scores(ctx: MethodContext, scorer_name: str) -> np.ndarray:
 
 
 def _lowest_third_factory(scores: np.ndarray, train: PoseSet):
-    """A sampler factory keeping the lowest-scoring third of the train part, epochs stretched to
-    the train part's size (equal steps, as the VAE methods). The hard sampler keeps the highest
-    scores, so it is given the negated scores; NaN scores (no eligible neighbour) are never kept."""
+    """A sampler factory keeping the lowest-scoring third of the train part (``easy:0.33``), epochs
+    stretched to the train part's size (equal steps, as the VAE methods). A pose without a score
+    (no eligible neighbour: NaN) counts as the farthest and is never kept."""
     from posecurator.pipelines.vae_sampling import equal_steps_factory
 
     finite = np.isfinite(scores)
-    floor = float(np.min(-scores[finite])) - 1.0 if finite.any() else 0.0
-    neg = np.where(finite, -scores, floor)
-    return equal_steps_factory(f"hard:{SUBSET_FRACTION}", scores=dict(zip(train.sample_id.tolist(), neg.tolist())))
+    ceiling = float(np.max(scores[finite])) + 1.0 if finite.any() else 0.0
+    filled = np.where(finite, scores, ceiling)
+    return equal_steps_factory(f"easy:{SUBSET_FRACTION}", scores=dict(zip(train.sample_id.tolist(), filled.tolist())))
 
 
 def _vae_factory(ctx: MethodContext, spec: str, info: dict):

@@ -217,7 +217,7 @@ class CurriculumSampler(_EpochSampler):
 
 
 # ---------------------------------------------------------------------- specs for the trainer / CLI
-SAMPLER_SPECS = ("all | random[:FRACTION] | hard[:FRACTION] | curriculum[:stages|linear], then options "
+SAMPLER_SPECS = ("all | random[:FRACTION] | hard[:FRACTION] | easy[:FRACTION] | curriculum[:stages|linear], then options "
                  "',k=25' (bins), ',seed=0'; curriculum also ',epochs=N,start=0.2,full_at=0.8,samples_per_epoch=M'")
 _INT_OPTIONS, _FLOAT_OPTIONS = ("k", "seed", "epochs", "samples_per_epoch"), ("start", "full_at")
 
@@ -310,7 +310,9 @@ def parse_sampler_spec(spec: str, *, scores=None, score_fn: Callable | None = No
     Difficulty scores come from the factory's ``scores`` argument, else from ``scores`` given
     here, else ``score_fn(train_rows)`` (see :func:`resolve_scores`; the CLI passes
     :func:`posecurator.train.vae_trainer.vae_score_fn`, a VAE trained on the training rows), else
-    a ValueError saying so. Examples: ``"hard:0.33"``, ``"curriculum"``,
+    a ValueError saying so. ``easy`` keeps the lowest scores (the hard sampler on negated scores:
+    for scores whose low end is wanted, such as ``target_coverage``). Examples: ``"hard:0.33"``,
+    ``"easy:0.33"``, ``"curriculum"``,
     ``"curriculum:linear,full_at=0.5"``, ``"random:0.33"``, ``"all"``.
     """
     head, *opts = [p.strip() for p in str(spec).split(",")]
@@ -328,7 +330,7 @@ def parse_sampler_spec(spec: str, *, scores=None, score_fn: Callable | None = No
     k = int(options.pop("k", 25))
     spec_seed = options.pop("seed", None)
     spec_epochs = options.pop("epochs", None)
-    if name in ("hard", "random", "all"):
+    if name in ("hard", "easy", "random", "all"):
         if options or spec_epochs is not None:
             raise ValueError(f"options epochs/start/full_at/samples_per_epoch apply to the curriculum only ({spec!r})")
         if name == "all" and arg:
@@ -354,12 +356,14 @@ def parse_sampler_spec(spec: str, *, scores=None, score_fn: Callable | None = No
         sc = resolve_scores(train_poses, scores if scores is not None else default_scores, score_fn=score_fn)
         if name == "hard":
             return HardMiningSampler(sc, fraction=fraction, k=k, seed=seed)
+        if name == "easy":  # the lowest scores: e.g. the poses nearest a target (scoring.target2d)
+            return HardMiningSampler(-sc, fraction=fraction, k=k, seed=seed)
         if epochs is None:
             warnings.warn("curriculum sampler built without the trainer's epochs; assuming 30", stacklevel=2)
             epochs = 30
         return CurriculumSampler(sc, k=k, schedule=schedule, epochs=epochs, seed=seed, **options)
 
     factory.spec = spec
-    factory.needs_scores = name in ("hard", "curriculum")
+    factory.needs_scores = name in ("hard", "easy", "curriculum")
     factory.accepts_epochs = True  # trainers may pass epochs= and seed= (see the docstring)
     return factory
