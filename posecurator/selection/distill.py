@@ -126,6 +126,12 @@ class QualityDistiller:
     also fits the rationality scorer on the original data (a lifter-error scorer built from a run
     directory needs no fit).
 
+    In or out of sample: both terms score the *augmented* poses, which neither the density (fitted
+    on the original poses) nor the reference lifter (trained on the original train part) has seen,
+    so the scores are out of sample. A child is close to its parents, which they did see, so the
+    error of a child that barely moved is partly an in-sample error; that is ADD's method as
+    published (the reference lifter is the one the paper fine-tunes), not a leak of test data.
+
     After ``score_samples``/``select`` the last components are kept for reports:
     ``last_novelty_`` (1 - prob), ``last_error_`` (mm or None), ``last_error_normalized_``,
     ``last_score_``.
