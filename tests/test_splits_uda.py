@@ -165,6 +165,8 @@ def test_bench_runs_on_the_uda_splits_like_their_parents(name, train_file, share
             assert 0.0 <= run["pck_0.1"] <= 1.0 and res["test"]["label"].startswith("COCO val2017")
         else:
             assert np.isfinite(run["mpjpe"]) and res["test"]["label"] == "HDM05 dg" and res["test"]["poses"] == 3410
+    assert all(r["val_target_reproj_mm"] > 0 for r in res["runs"])  # every row gets the target validation figure
+    assert "target val. reproj." in (tmp_path / "bench" / "table.md").read_text()
     adapt = res["runs"][1]
     assert adapt["adapt"] == "reprojection"
     history = json.loads((Path(adapt["run_dir"]) / "history.json").read_text())["epochs"]

@@ -156,3 +156,44 @@ def target_inputs(target: PoseSet, *, input_mode: str) -> dict[str, np.ndarray]:
     rows = np.flatnonzero(keep)
     return {"x": xn[rows].astype(np.float32), "uv": np.nan_to_num(uv[rows]).astype(np.float32),
             "mask": mask[rows], "rows": rows}
+
+
+TARGET_SPLIT_STREAM = 31  # seed-sequence tag of the target's held-out clips (shared with the trainer)
+
+
+def held_out_target_clips(clips: np.ndarray, *, fraction: float, seed: int) -> np.ndarray:
+    """(N,) bool: the rows of the target's held-out clips, ``fraction`` of its distinct clips
+    (at least one, never all when there are two or more), drawn from ``seed``. The trainer never
+    adapts on them; they give the target validation figure."""
+    clips = np.asarray(clips).astype(str)
+    names = np.unique(clips)
+    n_val = int(round(fraction * len(names)))
+    if fraction > 0 and len(names) > 1:
+        n_val = min(max(n_val, 1), len(names) - 1)
+    held = np.random.default_rng([int(seed), TARGET_SPLIT_STREAM]).choice(names, size=n_val, replace=False)
+    return np.isin(clips, held)
+
+
+@torch.no_grad()
+def mean_reprojection_mm(model: torch.nn.Module, part: dict, *, device="cpu", batch: int = 8192) -> float:
+    """Mean reprojection error (mm) of ``model``'s placed predictions over a target part
+    (``x``, ``uv``, ``mask`` of :func:`target_inputs`); poses that cannot be placed are left out."""
+    model.eval()
+    total, n = 0.0, 0
+    for s in range(0, len(part["x"]), batch):
+        x = torch.from_numpy(part["x"][s:s + batch]).to(device)
+        err, ok = reprojection_error_mm(model(x).double(), torch.from_numpy(part["uv"][s:s + batch]).to(device).double(),
+                                        torch.from_numpy(part["mask"][s:s + batch]).to(device))
+        total += float(err[ok].sum())
+        n += int(ok.sum())
+    return total / max(n, 1)
+
+
+def target_validation_mm(model: torch.nn.Module, target: PoseSet, *, seed: int, fraction: float) -> float:
+    """The target validation figure of any lifter: :func:`mean_reprojection_mm` on the held-out
+    clips of ``target`` that a run of seed ``seed`` (and ``target_val_fraction`` ``fraction``)
+    never adapts on. Uses no 3D of the target: a figure every method can be judged by."""
+    t = target_inputs(target, input_mode=getattr(model, "input_mode", "absolute"))
+    is_val = held_out_target_clips(np.asarray(target.clip)[t["rows"]], fraction=fraction, seed=seed)
+    return mean_reprojection_mm(model, {k: t[k][is_val] for k in ("x", "uv", "mask")})
+

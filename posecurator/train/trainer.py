@@ -51,13 +51,14 @@ from posecurator.poseset import PoseSet
 from posecurator.skeleton.canonical import pose_features
 from posecurator.skeleton.layouts import LAYOUTS, get_layout
 from posecurator.train import checkpoint as ckpt
-from posecurator.train.adaptation import ADAPT_METHODS, bone_length_gap_mm, reprojection_error_mm, target_inputs
+from posecurator.train.adaptation import (ADAPT_METHODS, bone_length_gap_mm, held_out_target_clips, mean_reprojection_mm,
+                                          reprojection_error_mm, target_inputs)
 from posecurator.train.evaluate import predict
 from posecurator.train.pairs import root_joint_of, sample_training_pairs
 
 # Seed-sequence tags, so the streams of different purposes never coincide.
 _SPLIT_STREAM, _VAL_STREAM, _EPOCH_STREAM, _INIT_STREAM, _PASS_STREAM = 11, 13, 17, 19, 23
-_TARGET_STREAM, _TARGET_SPLIT_STREAM = 29, 31
+_TARGET_STREAM = 29  # (31: the target's held-out clips, posecurator.train.adaptation)
 
 _RUN_FILES = ("best.safetensors", "last.safetensors", ckpt.OPTIMIZER_FILE, ckpt.STATE_FILE,
               ckpt.HISTORY_FILE, ckpt.CONFIG_FILE)
@@ -464,7 +465,7 @@ class LifterTrainer:
                 else:
                     record["val_mpjpe"] = None
                 if adapt_data is not None and adapt_data["val"] is not None:
-                    record["val_target_reproj_mm"] = _target_reprojection(model, adapt_data["val"], device)
+                    record["val_target_reproj_mm"] = mean_reprojection_mm(model, adapt_data["val"], device=device)
                 state["history"].append(record)
                 improved = record["val_mpjpe"] is None or state["best_val_mpjpe"] is None or record["val_mpjpe"] < state["best_val_mpjpe"]
                 if improved:
@@ -498,13 +499,7 @@ class LifterTrainer:
         t = target_inputs(target, input_mode=input_mode)
         if len(t["rows"]) < 2:
             raise DataError(None, f"the target has {len(t['rows'])} usable 2D poses (need labelled root, 4+ joints, an image size)")
-        clips = np.asarray(target.clip)[t["rows"]].astype(str)
-        names = np.unique(clips)
-        n_val = int(round(cfg.target_val_fraction * len(names)))
-        if cfg.target_val_fraction > 0 and len(names) > 1:
-            n_val = min(max(n_val, 1), len(names) - 1)
-        held = np.random.default_rng([cfg.seed, _TARGET_SPLIT_STREAM]).choice(names, size=n_val, replace=False)
-        is_val = np.isin(clips, held)
+        is_val = held_out_target_clips(np.asarray(target.clip)[t["rows"]], fraction=cfg.target_val_fraction, seed=cfg.seed)
 
         def part(mask):
             return {k: t[k][mask] for k in ("x", "uv", "mask")} if mask.any() else None
@@ -724,20 +719,6 @@ class LifterTrainer:
         return {"epoch": int(state_doc["epoch"]), "step": int(state_doc["step"]), "best_epoch": state_doc["best_epoch"],
                 "best_val_mpjpe": state_doc["best_val_mpjpe"], "train_time_s": float(state_doc["train_time_s"]),
                 "pairs_seen": int(state_doc["pairs_seen"]), "history": list(history), "files": files}
-
-
-@torch.no_grad()
-def _target_reprojection(model, part: dict, device, batch: int = 8192) -> float:
-    """Mean reprojection error (mm) of the model's placed predictions on held-out target 2D."""
-    model.eval()
-    total, n = 0.0, 0
-    for s in range(0, len(part["x"]), batch):
-        x = torch.from_numpy(part["x"][s:s + batch]).to(device)
-        err, ok = reprojection_error_mm(model(x).double(), torch.from_numpy(part["uv"][s:s + batch]).to(device).double(),
-                                        torch.from_numpy(part["mask"][s:s + batch]).to(device))
-        total += float(err[ok].sum())
-        n += int(ok.sum())
-    return total / max(n, 1)
 
 
 def _kill_point(point: str, epoch: int, *, partial: tuple[Path, str] | None = None) -> None:
