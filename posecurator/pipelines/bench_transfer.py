@@ -17,6 +17,11 @@ method                        lifter
 ``target_novel33``            no adaptation: the third of the source the target shows most and the
                               rest of the source least (lowest ``target_novelty``), equal steps
 ``adapt_target_novel33``      ``target_novel33`` + adaptation
+``aug_target_near``           ADD's full augmentation (the cached one of the ADD rows), then the
+                              children nearest the target's 2D (lowest ``target_coverage``), as
+                              many as ADD's distilled set (``multiplier`` - 1 = 0.6 x the train
+                              part); lifter from scratch: quality distillation with the target in
+                              place of ADD's typicality score
 ============================  =====================================================================
 
 The target-aware scores of the source are cached beside the runs (``target-{scorer}-{key}.npz``,
@@ -143,7 +148,27 @@ def _target_subset(method: str, *, adapt: bool):
     return run
 
 
+def bench_aug_target_near(ctx: MethodContext) -> dict:
+    from posecurator.pipelines.add import _Shared, train_lifter, with_augmentation
+    from posecurator.scoring.base import get_scorer
+
+    target = _need_target(ctx, "aug_target_near")
+    sh = _Shared(ctx)
+    aug, gen_s = sh.full_augmentation()
+    n0 = len(sh.ctx.train_part)
+    n = min(len(aug), max(0, int(round(sh.config.multiplier * n0)) - n0))
+    t0 = time.perf_counter()
+    scores = get_scorer("target_coverage").fit(target).score_samples(aug)
+    order = np.argsort(np.where(np.isfinite(scores), scores, np.inf), kind="stable")
+    kept = aug.subset(np.sort(order[:n]))
+    score_s = time.perf_counter() - t0
+    res = train_lifter(with_augmentation(sh.ctx.train_part, kept), ctx.work_dir, sh.train_cfg, val=sh.ctx.val_part,
+                       progress=ctx.progress)
+    return sh.row(ctx.work_dir, len(kept), train_s=res["wall_s"], gen_s=gen_s, score_s=score_s)
+
+
 bench.METHODS.update({
+    "aug_target_near": bench_aug_target_near,
     "adapt": bench_adapt,
     "adapt_hard33": bench_adapt_hard33,
     "adapt_curriculum": bench_adapt_curriculum,
