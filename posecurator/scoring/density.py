@@ -75,6 +75,9 @@ class DensityScorer(PoseScorer):
 
     higher_means = "less probable under the reference distribution (1 - prob): more novel"
     score_range = (0.0, 1.0)
+    # rows scored at a time from the start of the input (a BLAS product's last bits depend on its
+    # size): a stream keeps its blocks multiples of it (posecurator.scoring.stream)
+    stream_rows = _CHUNK
 
     def __init__(self, *, n_components: int = 10, normalization: str = "rank", canonical_yaw: bool = True,
                  max_fit_samples: int = 50_000, seed: int = 0, max_iter: int = 300):

@@ -101,21 +101,33 @@ class LifterErrorScorer(PoseScorer):
 
     def score_samples(self, poses: PoseSet) -> np.ndarray:
         """(N,) MPJPE in mm of the reference lifter per pose (mean over ``n_views`` cameras); higher = worse."""
+        if poses.joints3d is None:
+            raise ValueError("the lifter-error scorer needs 3D poses (joints3d)")
+        out = np.empty(len(poses), dtype=np.float64)
+        pos = 0
+        for part in self.score_stream([poses]):
+            out[pos:pos + len(part)] = part
+            pos += len(part)
+        return out
+
+    def score_stream(self, parts):
+        """Scores of consecutive parts of one pose set (an iterable of PoseSets), yielded per batch
+        of ``chunk`` poses: one random stream over all parts, cut into the same batches as one
+        :meth:`score_samples` call on the whole set, so the scores are the same whatever the parts
+        (:func:`posecurator.scoring.stream.score_dataset`)."""
         from posecurator.camera.pairs import sample_training_pairs
+        from posecurator.scoring.stream import iter_blocks
 
         if not hasattr(self, "predict_"):
             self.fit()
-        if poses.joints3d is None:
-            raise ValueError("the lifter-error scorer needs 3D poses (joints3d)")
         rng = np.random.default_rng(self.seed)
-        out = np.empty(len(poses), dtype=np.float64)
-        for start in range(0, len(poses), self.chunk):
-            part = poses.subset(slice(start, start + self.chunk))
+        for part in iter_blocks(parts, self.chunk):
+            if part.joints3d is None:
+                raise ValueError("the lifter-error scorer needs 3D poses (joints3d)")
             x2d, y3d, index = sample_training_pairs(part, rng=rng, sampler=self.sampler_, n_views=self.n_views,
                                                     noise_px=self.noise_px)
             pred = np.asarray(self.predict_(x2d), dtype=np.float64)
             if pred.shape != y3d.shape:
                 raise ValueError(f"the lifter returned {pred.shape}, expected {y3d.shape}")
             err = np.linalg.norm(pred - y3d, axis=-1).mean(axis=-1)
-            out[start:start + len(part)] = np.bincount(index, weights=err, minlength=len(part)) / self.n_views
-        return out
+            yield np.bincount(index, weights=err, minlength=len(part)) / self.n_views

@@ -65,6 +65,13 @@ class VAEReconstructionScorer(PoseScorer):
         if model is not None:  # a trained VAE: fitted as constructed
             self.model_, self.config_, self.history_ = model, config, {}
 
+    @property
+    def stream_rows(self) -> int | None:
+        """Rows the injected ``errors_fn`` scores at a time (its ``batch_size`` keyword, when it is
+        a partial with one): a stream keeps its blocks multiples of it (posecurator.scoring.stream)."""
+        size = getattr(self.errors_fn, "keywords", {}).get("batch_size")
+        return int(size) if isinstance(size, int) and size > 0 else None
+
     def fit(self, reference: PoseSet) -> "VAEReconstructionScorer":
         """Train the VAE on ``reference`` with ``fit_fn``."""
         if self.fit_fn is None:
