@@ -152,3 +152,37 @@ def test_reprojection_adaptation_trains_on_the_target_and_is_reproducible(source
     assert all(e["target_reproj_mm"] > 0 and e["target_bone_gap_mm"] >= 0 for e in epochs)
     with pytest.raises(PoseCuratorError, match="target"):
         LifterTrainer(cfg).fit(source, out_dir=tmp_path / "c", progress=False)
+
+
+def test_the_new_view_of_the_cycle_is_what_a_camera_would_see(hdm05):
+    """Turning the placed pose by 0 and projecting gives the lifter input of the original 2D; a
+    turn and its inverse give the pose back."""
+    from posecurator.camera import normalize_screen_coordinates
+
+    rel, uv, root = _camera_pairs(hdm05, 32, 5)
+    f = np.full((32, 2), 1000.0)
+    c = np.full((32, 2), 500.0)
+    wh = np.full((32, 2), 1000.0)
+    px = uv * f[:, None] + c[:, None]
+    want = normalize_screen_coordinates(px, 1000.0, 1000.0)
+    got = ad.project_to_input(torch.from_numpy(rel + root[:, None]), torch.from_numpy(f), torch.from_numpy(c),
+                              torch.from_numpy(wh))
+    assert np.allclose(got.numpy(), want, atol=1e-9)
+    angle = torch.from_numpy(np.random.default_rng(0).uniform(-1, 1, 32))
+    pose = torch.from_numpy(rel)
+    back = ad.turn_about_camera_vertical(ad.turn_about_camera_vertical(pose, angle), -angle)
+    assert torch.allclose(back, pose, atol=1e-9)
+    turned = ad.turn_about_camera_vertical(pose, angle)
+    assert torch.allclose(torch.linalg.norm(turned, dim=-1), torch.linalg.norm(pose, dim=-1))  # a rotation
+
+
+def test_rotation_cycle_adaptation_runs_and_records_its_term(source_and_target, tmp_path):
+    import json
+
+    from posecurator.train.trainer import LifterTrainer
+
+    source, target = source_and_target
+    LifterTrainer(_cfg(adapt="reprojection", adapt_cycle_weight=1.0)).fit(source, out_dir=tmp_path / "a", progress=False,
+                                                                         target=target)
+    epochs = json.loads((tmp_path / "a" / "history.json").read_text())["epochs"]
+    assert all(e["target_cycle_mm"] > 0 for e in epochs)

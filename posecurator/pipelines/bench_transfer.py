@@ -9,6 +9,9 @@ method                        lifter
                               consistency and the bone-length prior; ``adapt_weight`` 1, as
                               VideoPose3D weights its semi-supervised terms: fixed beforehand,
                               never chosen on a test split)
+``adapt_cycle``               ``adapt`` + the rotation-cycle term (Chen et al. 2019; weight 1, turns
+                              up to 60 degrees), which constrains the depths that reprojection and
+                              bone lengths leave free
 ``adapt_hard33``              ``adapt`` with VAE hard mining (the cross-fitted hardest third of the
                               source, equal steps): the VAE paper's Table 1 combination
 ``adapt_curriculum``          ``adapt`` with the VAE curriculum (easy -> + medium -> + hard)
@@ -108,11 +111,11 @@ def _vae_factory(ctx: MethodContext, spec: str, info: dict):
     return equal_steps_factory(spec, scores=vae_dir / SCORES_FILE)
 
 
-def _run(ctx: MethodContext, method: str, *, adapt: bool, factory=None, info: dict | None = None) -> dict:
+def _run(ctx: MethodContext, method: str, *, adapt: bool, factory=None, info: dict | None = None, **adapt_options) -> dict:
     from posecurator.train.trainer import LifterTrainer
 
     info = dict(info or {})
-    config = dataclasses.replace(ctx.config, adapt="reprojection") if adapt else ctx.config
+    config = dataclasses.replace(ctx.config, adapt="reprojection", **adapt_options) if adapt else ctx.config
     target = _need_target(ctx, method)
     t0 = time.perf_counter()
     summary = LifterTrainer(config).fit(ctx.train, out_dir=ctx.work_dir, sampler=factory, progress=ctx.progress,
@@ -125,6 +128,10 @@ def _run(ctx: MethodContext, method: str, *, adapt: bool, factory=None, info: di
 
 def bench_adapt(ctx: MethodContext) -> dict:
     return _run(ctx, "adapt", adapt=True)
+
+
+def bench_adapt_cycle(ctx: MethodContext) -> dict:
+    return _run(ctx, "adapt_cycle", adapt=True, adapt_cycle_weight=1.0)
 
 
 def bench_adapt_hard33(ctx: MethodContext) -> dict:
@@ -170,6 +177,7 @@ def bench_aug_target_near(ctx: MethodContext) -> dict:
 bench.METHODS.update({
     "aug_target_near": bench_aug_target_near,
     "adapt": bench_adapt,
+    "adapt_cycle": bench_adapt_cycle,
     "adapt_hard33": bench_adapt_hard33,
     "adapt_curriculum": bench_adapt_curriculum,
     "target_near33": _target_subset("target_near33", adapt=False),

@@ -16,7 +16,17 @@ target's 2D, for which nothing is known but the 2D. For those it predicts root-r
   mean bone lengths of the target batch's predictions are pulled to the mean bone lengths of the
   source batch's ground truth (a pose prior that keeps the skeleton's proportions).
 
-Loss per step: ``MPJPE(source) + adapt_weight * (reprojection_mm + adapt_bone_weight * bone_gap_mm)``.
+* **rotation cycle** (``adapt_cycle_weight`` > 0; the geometric self-supervision of Chen et al.,
+  "Unsupervised 3D Pose Estimation with Geometric Self-Supervision", CVPR 2019): reprojection and
+  bone lengths leave each bone's depth free (a flipped forearm reprojects as well), and a lifter
+  trained on them alone drifts to depths that hold for the target's 2D only. The placed
+  prediction is turned about the camera's vertical axis by a random angle, projected into the
+  same camera as a new 2D view, lifted again; the second lift must give the turned pose
+  (``cycle_mm``), and turned back it must reproject onto the original 2D. A wrong depth shows in
+  the other view.
+
+Loss per step: ``MPJPE(source) + adapt_weight * (reprojection_mm + adapt_bone_weight * bone_gap_mm
++ adapt_cycle_weight * (cycle_mm + back_reprojection_mm))``.
 
 Shapes: ``pred`` (B, J, 3) camera-frame mm relative to the root; ``uv`` (B, J, 2) normalised image
 coordinates ``((x - c) / f)``; ``mask`` (B, J) bool, the labelled joints. Lower = better for
@@ -155,7 +165,46 @@ def target_inputs(target: PoseSet, *, input_mode: str) -> dict[str, np.ndarray]:
     uv = (x - c[:, None]) / f[:, None]
     rows = np.flatnonzero(keep)
     return {"x": xn[rows].astype(np.float32), "uv": np.nan_to_num(uv[rows]).astype(np.float32),
-            "mask": mask[rows], "rows": rows}
+            "mask": mask[rows], "rows": rows, "f": f[rows].astype(np.float32), "c": c[rows].astype(np.float32),
+            "wh": np.stack([width, height], -1)[rows].astype(np.float32)}
+
+
+def turn_about_camera_vertical(pose: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
+    """(B, J, 3) root-relative camera-frame poses turned by ``angle`` (B,) radians about the
+    camera's vertical (y) axis through the root."""
+    c, s = torch.cos(angle)[:, None], torch.sin(angle)[:, None]
+    x, y, z = pose[..., 0], pose[..., 1], pose[..., 2]
+    return torch.stack([c * x + s * z, y, -s * x + c * z], dim=-1)
+
+
+def project_to_input(placed: torch.Tensor, f: torch.Tensor, c: torch.Tensor, wh: torch.Tensor) -> torch.Tensor:
+    """(B, J, 3) camera-frame mm -> (B, J, 2) lifter input (pixels through ``f``, ``c``, then
+    normalised by the image size as :func:`posecurator.camera.normalize_screen_coordinates`)."""
+    depth = placed[..., 2:3].clamp(min=MIN_DEPTH_MM)
+    px = placed[..., :2] / depth * f[:, None] + c[:, None]
+    w, h = wh[:, None, 0:1], wh[:, None, 1:2]
+    return torch.cat([px[..., 0:1] / w * 2 - 1, px[..., 1:2] / w * 2 - h / w], dim=-1)
+
+
+def rotation_cycle_mm(model, pred: torch.Tensor, uv: torch.Tensor, mask: torch.Tensor, f: torch.Tensor, c: torch.Tensor,
+                      wh: torch.Tensor, angle: torch.Tensor, *, hide_unlabelled: bool) -> torch.Tensor:
+    """The rotation-cycle term (module docstring), mm: MPJPE between the second lift and the turned
+    first prediction, plus the reprojection error of the second lift turned back. Poses that
+    cannot be placed are left out. ``hide_unlabelled``: the new view hides the joints the
+    original 2D did not label (for lifters that take missing joints)."""
+    t, ok = solve_translation_torch(pred, uv, mask)
+    turned = turn_about_camera_vertical(pred, angle)
+    x_new = project_to_input(turned + t[:, None], f, c, wh)
+    if hide_unlabelled:
+        x_new = torch.where(mask[..., None], x_new, torch.full_like(x_new, float("nan")))
+    again = model(x_new)
+    ok = ok & torch.isfinite(again).all(-1).all(-1)
+    if not bool(ok.any()):
+        return pred.sum() * 0.0
+    cycle = torch.linalg.norm(again[ok] - turned[ok], dim=-1).mean()
+    back = turn_about_camera_vertical(again[ok], -angle[ok])
+    back_err, back_ok = reprojection_error_mm(back, uv[ok], mask[ok])
+    return cycle + back_err.sum() / back_ok.sum().clamp(min=1)
 
 
 TARGET_SPLIT_STREAM = 31  # seed-sequence tag of the target's held-out clips (shared with the trainer)

@@ -52,7 +52,7 @@ from posecurator.skeleton.canonical import pose_features
 from posecurator.skeleton.layouts import LAYOUTS, get_layout
 from posecurator.train import checkpoint as ckpt
 from posecurator.train.adaptation import (ADAPT_METHODS, bone_length_gap_mm, held_out_target_clips, mean_reprojection_mm,
-                                          reprojection_error_mm, target_inputs)
+                                          reprojection_error_mm, rotation_cycle_mm, target_inputs)
 from posecurator.train.evaluate import predict
 from posecurator.train.pairs import root_joint_of, sample_training_pairs
 
@@ -96,7 +96,9 @@ class TrainConfig:
     Adaptation to an unlabeled target (``fit(..., target=)``; :mod:`posecurator.train.adaptation`):
     ``adapt`` ("none" | "reprojection": self-training with reprojection consistency and the
     bone-length prior), ``adapt_weight`` (weight of the target terms against the source MPJPE),
-    ``adapt_bone_weight`` (weight of the bone-length term inside them), ``target_val_fraction``
+    ``adapt_bone_weight`` (weight of the bone-length term inside them), ``adapt_cycle_weight`` and
+    ``adapt_cycle_deg`` (the rotation-cycle term and the largest turn, uniform in +-deg),
+    ``target_val_fraction``
     (clips of the target 2D held out for the target validation figure, never trained on).
     """
 
@@ -124,6 +126,8 @@ class TrainConfig:
     adapt: str = "none"
     adapt_weight: float = 1.0
     adapt_bone_weight: float = 1.0
+    adapt_cycle_weight: float = 0.0
+    adapt_cycle_deg: float = 60.0
     target_val_fraction: float = 0.1
     seed: int = 0
     device: str = "cpu"
@@ -151,8 +155,10 @@ class TrainConfig:
             raise ValueError(f"joint_dropout must be in [0, 1), got {self.joint_dropout}")
         if self.adapt not in ADAPT_METHODS:
             raise ValueError(f"adapt must be one of {', '.join(ADAPT_METHODS)}, got {self.adapt!r}")
-        if self.adapt_weight < 0 or self.adapt_bone_weight < 0 or not 0.0 <= self.target_val_fraction < 1.0:
-            raise ValueError("adapt_weight and adapt_bone_weight must be >= 0, target_val_fraction in [0, 1)")
+        if min(self.adapt_weight, self.adapt_bone_weight, self.adapt_cycle_weight) < 0 or not 0.0 <= self.target_val_fraction < 1.0:
+            raise ValueError("adapt_weight, adapt_bone_weight and adapt_cycle_weight must be >= 0, target_val_fraction in [0, 1)")
+        if not 0.0 <= self.adapt_cycle_deg <= 180.0:
+            raise ValueError(f"adapt_cycle_deg must be in [0, 180], got {self.adapt_cycle_deg}")
         if self.joint_dropout > 0 and self.input_mode != "root_scale":
             raise ValueError("joint_dropout needs input_mode 'root_scale' (the absolute input has no way to mark a missing joint)")
 
@@ -234,7 +240,8 @@ PRESETS: dict[str, dict] = {
 # ------------------------------------------------------------------------------- data split
 VAL_CUTS = ("clip", "neighbourhood")
 _LATER_FIELDS = {"val_cut": "clip", "input_mode": "absolute", "joint_dropout": 0.0, "adapt": "none",
-                 "adapt_weight": 1.0, "adapt_bone_weight": 1.0, "target_val_fraction": 0.1}  # field -> default, see TrainConfig.to_dict
+                 "adapt_weight": 1.0, "adapt_bone_weight": 1.0, "adapt_cycle_weight": 0.0, "adapt_cycle_deg": 60.0,
+                 "target_val_fraction": 0.1}  # field -> default, see TrainConfig.to_dict
 
 
 def split_by_clip(poses: PoseSet, *, val_fraction: float, seed: int, cut: str = "clip") -> tuple[PoseSet, PoseSet | None]:
@@ -502,7 +509,7 @@ class LifterTrainer:
         is_val = held_out_target_clips(np.asarray(target.clip)[t["rows"]], fraction=cfg.target_val_fraction, seed=cfg.seed)
 
         def part(mask):
-            return {k: t[k][mask] for k in ("x", "uv", "mask")} if mask.any() else None
+            return {k: t[k][mask] for k in ("x", "uv", "mask", "f", "c", "wh")} if mask.any() else None
 
         h = hashlib.sha1()
         for arr in (target.joints2d, target.sample_id):
@@ -540,11 +547,13 @@ class LifterTrainer:
             tgt = {k: torch.from_numpy(v).to(device) for k, v in adapt_data["train"].items()}
             trng = np.random.default_rng([cfg.seed, _TARGET_STREAM, epoch])
             t_index = trng.integers(0, len(tgt["x"]), size=(max(n_used // cfg.batch_size, 1), cfg.batch_size))
+            if cfg.adapt_cycle_weight > 0:  # drawn after the rows: runs without the cycle keep their streams
+                t_angle = np.radians(trng.uniform(-cfg.adapt_cycle_deg, cfg.adapt_cycle_deg, size=t_index.shape))
             parents = get_layout(train_part.layout).parents
         model.train()
         t0 = time.perf_counter()
         loss_sum, pairs = 0.0, 0
-        target_sums = {"reproj": 0.0, "bone": 0.0, "n": 0}
+        target_sums = {"reproj": 0.0, "bone": 0.0, "cycle": 0.0, "n": 0}
         for b, start in enumerate(range(0, n_used, cfg.batch_size)):
             if cfg.max_steps is not None and state["step"] >= cfg.max_steps:
                 break
@@ -559,7 +568,14 @@ class LifterTrainer:
                 reproj, ok = reprojection_error_mm(pred_t, tgt["uv"][ti], tgt["mask"][ti])
                 reproj = reproj.sum() / ok.sum().clamp(min=1)
                 bone = bone_length_gap_mm(pred_t, yb, parents)
-                loss = mpjpe_torch(pred_s, yb) + cfg.adapt_weight * (reproj + cfg.adapt_bone_weight * bone)
+                target_loss = reproj + cfg.adapt_bone_weight * bone
+                if cfg.adapt_cycle_weight > 0:
+                    angle = torch.from_numpy(t_angle[b % len(t_angle)]).to(device, dtype=pred_t.dtype)
+                    cycle = rotation_cycle_mm(model, pred_t, tgt["uv"][ti], tgt["mask"][ti], tgt["f"][ti], tgt["c"][ti],
+                                              tgt["wh"][ti], angle, hide_unlabelled=model.input_mode == "root_scale")
+                    target_loss = target_loss + cfg.adapt_cycle_weight * cycle
+                    target_sums["cycle"] += float(cycle.detach())
+                loss = mpjpe_torch(pred_s, yb) + cfg.adapt_weight * target_loss
                 target_sums["reproj"] += float(reproj.detach())
                 target_sums["bone"] += float(bone.detach())
                 target_sums["n"] += 1
@@ -581,6 +597,8 @@ class LifterTrainer:
         if adapt and target_sums["n"]:
             record["target_reproj_mm"] = target_sums["reproj"] / target_sums["n"]
             record["target_bone_gap_mm"] = target_sums["bone"] / target_sums["n"]
+            if cfg.adapt_cycle_weight > 0:
+                record["target_cycle_mm"] = target_sums["cycle"] / target_sums["n"]
         return record
 
     def _uniform_epoch_index(self, epoch: int, n_poses: int) -> np.ndarray:
