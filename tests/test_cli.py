@@ -164,3 +164,23 @@ def test_help_has_examples(capsys):
             main([cmd, "--help"])
         assert e.value.code == 0
         assert "examples:" in capsys.readouterr().out
+
+
+def test_train_adapts_to_unlabeled_coco_2d_and_says_what_is_missing(tmp_path, capsys, cmu_clip, shared_data):
+    coco = shared_data / "coco" / "person_keypoints_val2017_subset2213.json"
+    if not coco.is_file():
+        pytest.skip(f"{coco} is absent")
+    cfg = tmp_path / "tiny.json"
+    cfg.write_text(json.dumps({**TINY, "input_mode": "root_scale", "joint_dropout": 0.2}))
+    run = tmp_path / "adapted"
+    code, out, err = run_cli(capsys, "train", cmu_clip, "-o", run, "--config", cfg, "--target", coco, "--adapt",
+                             "reprojection", "--adapt-weight", "0.5", "--quiet")
+    assert code == 0, err
+    doc = json.loads((run / "config.json").read_text())
+    assert doc["train"]["adapt"] == "reprojection" and doc["train"]["adapt_weight"] == 0.5
+    assert doc["data"]["target"]["n_adapt"] > 0  # COCO-17 was mapped to the lifter's layout
+    epochs = json.loads((run / "history.json").read_text())["epochs"]
+    assert all(e["val_target_reproj_mm"] > 0 and e["target_reproj_mm"] > 0 for e in epochs)
+    code, out, err = run_cli(capsys, "train", cmu_clip, "-o", tmp_path / "x", "--config", cfg, "--adapt", "reprojection")
+    assert code == 2 and "--target" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x").exists()
