@@ -24,18 +24,20 @@ SETTINGS = {
     "source only": {},
     "reprojection + bones": {"adapt": "reprojection"},
     "reprojection + bones + rotation cycle": {"adapt": "reprojection", "adapt_cycle_weight": 1.0},
+    "reprojection + bones, weight 0.1": {"adapt": "reprojection", "adapt_weight": 0.1},
+    "reprojection + bones + rotation cycle, weight 0.1": {"adapt": "reprojection", "adapt_weight": 0.1,
+                                                          "adapt_cycle_weight": 1.0},
 }
 
 
 def projected_target(ps, seed: int):
     from posecurator.camera import RandomCameraSampler
 
+    from posecurator.camera.pairs import as_unlabeled_2d
+
     cams = RandomCameraSampler().sample(ps.joints3d[:, 0].astype(np.float64), np.random.default_rng(seed))
     px, _ = cams.project(ps.joints3d.astype(np.float64))
-    cameras = [{"R": cams.R[i].tolist(), "t": cams.t[i].tolist(), "f": cams.f[i].tolist(), "c": cams.c[i].tolist(),
-                "width": int(cams.width[i]), "height": int(cams.height[i])} for i in range(len(ps))]
-    return ps.replace(joints3d=None, joints2d=px.astype(np.float32), visibility=np.ones(px.shape[:2], np.float32),
-                      camera=np.arange(len(ps), dtype=np.int32), cameras=cameras)
+    return as_unlabeled_2d(ps, cams, px)
 
 
 def main() -> None:

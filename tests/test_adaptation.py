@@ -92,12 +92,11 @@ def _target_2d(poses, seed):
     """Poses seen through seeded random cameras as an unlabeled 2D set (3D dropped)."""
     from posecurator.camera import RandomCameraSampler
 
+    from posecurator.camera.pairs import as_unlabeled_2d
+
     cams = RandomCameraSampler().sample(poses.joints3d[:, 0].astype(np.float64), np.random.default_rng(seed))
     px, _ = cams.project(poses.joints3d.astype(np.float64))
-    cameras = [{"R": cams.R[i].tolist(), "t": cams.t[i].tolist(), "f": cams.f[i].tolist(), "c": cams.c[i].tolist(),
-                "width": int(cams.width[i]), "height": int(cams.height[i])} for i in range(len(poses))]
-    return poses.replace(joints3d=None, joints2d=px.astype(np.float32), visibility=np.ones(px.shape[:2], np.float32),
-                         camera=np.arange(len(poses), dtype=np.int32), cameras=cameras)
+    return as_unlabeled_2d(poses, cams, px)
 
 
 @pytest.fixture(scope="module")

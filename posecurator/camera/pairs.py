@@ -100,3 +100,17 @@ def sample_training_pairs(poses: PoseSet, *, rng: np.random.Generator, sampler: 
     x2d, y3d = project_normalise(world, cams.R, cams.t, cams.f, cams.c, cams.width, cams.height,
                                  root_joint=root, noise_px=noise_px, rng=rng)
     return x2d, y3d, pose_index.astype(np.int64)
+
+
+def as_unlabeled_2d(poses: PoseSet, cameras: CameraBatch, pixels: np.ndarray, *, name: str = "random") -> PoseSet:
+    """``poses`` seen as 2D only: ``pixels`` (N, J, 2) (their projection through ``cameras``, one
+    per pose, noise and all) with every joint labelled, one camera-table row per pose
+    (``{name}-{i}``), and the 3D dropped so that nothing downstream can use it."""
+    if len(cameras) != len(poses) or pixels.shape[:1] != (len(poses),):
+        raise ValueError(f"need one camera and one 2D pose per pose: {len(cameras)}, {len(pixels)} for {len(poses)}")
+    table = [{"name": f"{name}-{i}", "R": cameras.R[i].tolist(), "t": cameras.t[i].tolist(), "f": cameras.f[i].tolist(),
+              "c": cameras.c[i].tolist(), "width": int(cameras.width[i]), "height": int(cameras.height[i])}
+             for i in range(len(poses))]
+    return poses.replace(joints3d=None, joints2d=np.asarray(pixels, dtype=np.float32),
+                         visibility=np.ones(pixels.shape[:2], np.float32), camera=np.arange(len(poses), dtype=np.int32),
+                         cameras=table)

@@ -276,7 +276,7 @@ def load_target_2d(split: Split, *, cache_dir: str | os.PathLike | None = None, 
 
 def _projected_target(target: TargetPart, *, cache_dir, seed: int, noise_px: float, progress: bool) -> PoseSet:
     from posecurator.camera import RandomCameraSampler
-    from posecurator.camera.pairs import root_joint_of
+    from posecurator.camera.pairs import as_unlabeled_2d, root_joint_of
 
     src = load_part(target, cache_dir=cache_dir, progress=progress)
     if src.joints3d is None:
@@ -295,12 +295,8 @@ def _projected_target(target: TargetPart, *, cache_dir, seed: int, noise_px: flo
         raise DataError(target.sources[0], "a target pose stands at or behind its random camera; cannot project it")
     if noise_px > 0:
         px = px + rng.normal(0.0, noise_px, px.shape)
-    cameras = [{"name": f"target-random-{i}", "R": cams.R[i].tolist(), "t": cams.t[i].tolist(), "f": cams.f[i].tolist(),
-                "c": cams.c[i].tolist(), "width": int(cams.width[i]), "height": int(cams.height[i])} for i in range(len(cams))]
-    ps = src.subset(pose_index).replace(
-        joints3d=None, joints2d=px.astype(np.float32), visibility=np.ones(px.shape[:2], np.float32),
-        camera=np.arange(len(pose_index), dtype=np.int32), sample_id=np.arange(len(pose_index), dtype=np.int64),
-        cameras=cameras)
+    ps = as_unlabeled_2d(src.subset(pose_index), cams, px, name="target-random")
+    ps = ps.replace(sample_id=np.arange(len(pose_index), dtype=np.int64))
     ps.attrs = {**{k: v for k, v in src.attrs.items() if k in ("imported_from", "units")},
                 "target": {"label": target.label, "kind": "3d projected through random training cameras, 3D dropped",
                            "seed": seed, "n_views": n_views, "noise_px": float(noise_px),
