@@ -125,14 +125,14 @@ def _per_bin(runs: dict, test: PoseSet, diff_dir: Path, *, seed: int) -> dict:
     training set's VAE and put into its bins (the paper's Fig. 4)."""
     import json
 
-    from posecurator.pipelines.vae_sampling import evaluate_with_evalpose
+    from posecurator.pipelines.vae_sampling import evaluate_with_evalpose, score_with_source_vae
     from posecurator.selection.bins import assign_bins
-    from posecurator.train.vae_trainer import load_vae, score_poses
 
-    model, vcfg = load_vae(diff_dir / "vae")
     edges = np.asarray(json.loads((diff_dir / "bins.json").read_text())["edges"], dtype=np.float64)
     k = len(edges) - 1
-    bins = assign_bins(score_poses(model, test, projection_seed=vcfg.projection_seed), edges)
+    # the test poses by the VAE(s) that scored the training poses: the mean of the fold VAEs when
+    # the scores were cross-fitted (the default), the one VAE when they were in sample
+    bins = assign_bins(score_with_source_vae(diff_dir / "vae", test), edges)
     out = {"what": "test MPJPE (mm, GT 2D) per difficulty bin: test poses scored by the training set's pose VAE, "
                    "put into the training set's bins (0 = easiest); null = no test pose in the bin",
            "k": k, "counts": np.bincount(bins, minlength=k).tolist(), "mpjpe": {}}
