@@ -193,6 +193,10 @@ def test_cli_augment_score_add(dataset, add_run, tmp_path, capsys):
     assert code == 0, err
     ids, sc = load_scores(tmp_path / "d.npz")
     assert np.array_equal(ids, aug.sample_id) and np.all((sc >= 0) & (sc <= 1)) and "density" in out
+    # a stored set with --reference is streamed chunk by chunk: the same scores as in memory
+    from posecurator.scoring.density import DensityScorer
+
+    assert np.array_equal(sc, DensityScorer(seed=0).fit(PoseSet.load(dataset)).score_samples(aug))
 
     run, _ = add_run
     code, out, err = run_cli(capsys, "score", dataset, "--scorer", "lifter_error", "--run", run / "reference",

@@ -103,6 +103,22 @@ def _load(path, args):
     return load_dataset(path, progress=not args.quiet)
 
 
+def _is_stored_set(path) -> bool:
+    """A pose-set folder written by posecurator (``posecurator.json`` beside its chunks)."""
+    from posecurator.poseset import META_FILE
+
+    return (Path(path) / META_FILE).is_file()
+
+
+def _peek(path):
+    """The first chunk of a stored pose set (its layout and columns, without loading the rest)."""
+    from posecurator.poseset import iter_chunks
+
+    for chunk in iter_chunks(path):
+        return chunk
+    raise DataError(path, "the pose set holds no poses")
+
+
 def _require_3d(ps, path) -> None:
     if ps.joints3d is None:
         raise DataError(path, "has no 3D poses; this command needs joints3d")
@@ -195,7 +211,11 @@ def cmd_score(args):
         raise PoseCuratorError(f"--views must be >= 1, got {args.views}")
     if args.k is not None and args.k < 1:
         raise PoseCuratorError(f"--k must be >= 1, got {args.k}")
-    ps = _load(args.dataset, args)
+    # A stored pose set scored by a scorer fitted elsewhere (--reference / --run) is streamed chunk
+    # by chunk: only the scores are held, whatever the size of the set (scoring.stream).
+    stream = _is_stored_set(args.dataset) and (
+        args.scorer == "lifter_error" or (args.scorer in ("density", "vae_recon") and (args.reference or args.run)))
+    ps = _peek(args.dataset) if stream else _load(args.dataset, args)
     if args.scorer in TARGET_SCORERS:
         scorer = _target_scorer(args, ps)
     elif args.scorer == "density":
@@ -220,11 +240,16 @@ def cmd_score(args):
             reference = _load(args.reference, args) if args.reference else ps
             scorer = make_vae_scorer(progress=not args.quiet, seed=args.seed).fit(reference)
     try:
-        scores = np.asarray(scorer.score_samples(ps), dtype=np.float64)
+        if stream:
+            from posecurator.scoring.stream import score_dataset
+
+            sample_id, scores = score_dataset(scorer, args.dataset, progress=not args.quiet)
+        else:
+            sample_id, scores = ps.sample_id, np.asarray(scorer.score_samples(ps), dtype=np.float64)
     except ValueError as e:
         raise DataError(args.dataset, str(e)) from None
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_scores(out, ps.sample_id, scores)
+    save_scores(out, sample_id, scores)
     finite = scores[np.isfinite(scores)]
     stats = "no finite scores" if len(finite) == 0 else (
         f"mean {finite.mean():.4g}, std {finite.std():.4g}, min {finite.min():.4g}, median {np.median(finite):.4g}, "
