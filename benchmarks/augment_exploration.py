@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
 
 SETTINGS = {
     # name: (operator overrides, prior overrides or None for no prior)

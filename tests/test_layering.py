@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1] / PACKAGE
 
 # layer of each top-level subpackage / module of posecurator (higher may import lower, never the reverse)
 RANK: dict[str, int] = {
-    "errors": 0, "poseset": 0, "fileio": 0,
+    "errors": 0, "poseset": 0, "fileio": 0, "config_base": 0,
     "io": 1,
     "skeleton": 2, "camera": 2,
     "augment": 3,

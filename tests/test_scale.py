@@ -17,7 +17,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from posecurator.poseset import STRING_COLUMNS, PoseSet, PoseSetWriter, TextColumn, iter_chunks, read_meta
+from posecurator.poseset import STRING_COLUMNS, PoseSet, TextColumn, iter_chunks, read_meta
 
 
 # ----------------------------------------------------------------------------- fixtures

@@ -54,6 +54,7 @@ from typing import Callable
 import numpy as np
 
 from posecurator.augment import EvolutionConfig, JointAnglePrior, evolve, next_sample_id
+from posecurator.config_base import from_known_keys
 from posecurator.errors import DataError, PoseCuratorError
 from posecurator.fileio import atomic_link, atomic_savez, atomic_write_json, json_default, output_lock
 from posecurator.pipelines.stages import STAGES_DIR, StageCache, poseset_fingerprint
@@ -161,11 +162,7 @@ class ADDConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ADDConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise PoseCuratorError(f"unknown ADD config keys: {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return cls(**d)
+        return from_known_keys(cls, d, "ADD")
 
     def save(self, path: str | os.PathLike) -> Path:
         path = Path(path)

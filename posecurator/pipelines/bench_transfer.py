@@ -60,22 +60,15 @@ def _need_target(ctx: MethodContext, method: str) -> PoseSet:
     return ctx.target
 
 
-def _fingerprint(*sets: PoseSet) -> str:
-    h = hashlib.sha1()
-    for ps in sets:
-        for arr in (ps.joints3d, ps.joints2d, ps.sample_id):
-            if arr is not None:
-                h.update(np.ascontiguousarray(arr).tobytes())
-    return h.hexdigest()[:12]
-
-
 def target_scores(ctx: MethodContext, scorer_name: str) -> np.ndarray:
     """(N,) ``scorer_name`` scores of the source ``ctx.train`` against ``ctx.target`` (cached)."""
     from posecurator.scoring.base import get_scorer
 
     target = _need_target(ctx, scorer_name)
     scorer = get_scorer(scorer_name)
-    key = hashlib.sha1((_fingerprint(ctx.train, target) + scorer_name
+    from posecurator.pipelines.vae_sampling import _poses_fingerprint
+
+    key = hashlib.sha1((_poses_fingerprint(ctx.train) + _poses_fingerprint(target) + scorer_name
                         + json.dumps({k: repr(v) for k, v in sorted(vars(scorer).items())})).encode()).hexdigest()[:12]
     path = Path(ctx.work_dir).parent / f"target-{scorer_name}-{key}.npz"
     if path.is_file():

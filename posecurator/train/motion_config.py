@@ -6,11 +6,13 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from posecurator.errors import PoseCuratorError
+from posecurator.config_base import from_known_keys, from_preset, without_later_defaults
 from posecurator.synthesis.motion_repr import DIM
 from posecurator.synthesis.text_embedding import EMBEDDING_DIM
 
 INIT_ANCHORS = ("first", "random")
+# fields added after models were trained -> their default (left out of config.json at it)
+_LATER_FIELDS = {"epoch_windows": None, "val_windows": None}
 
 
 @dataclass
@@ -127,24 +129,14 @@ class MotionConfig:
     @classmethod
     def preset(cls, name: str, **overrides) -> "MotionConfig":
         """A named configuration ("cpu", "cpu-large", "gpu", "tiny"); fields may be overridden."""
-        if name not in PRESETS:
-            raise PoseCuratorError(f"unknown motion-model preset {name!r}; known: {', '.join(PRESETS)}")
-        return cls(**{**PRESETS[name], "preset_name": name, **overrides})
+        return from_preset(cls, PRESETS, name, "motion-model", **overrides)
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        for name in ("epoch_windows", "val_windows"):  # absent = None: earlier configs stay byte-identical
-            if d[name] is None:
-                del d[name]
-        return d
+        return without_later_defaults(dataclasses.asdict(self), _LATER_FIELDS)
 
     @classmethod
     def from_dict(cls, d: dict) -> "MotionConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise PoseCuratorError(f"unknown motion config keys: {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return cls(**d)
+        return from_known_keys(cls, d, "motion")
 
     def vqvae_kwargs(self) -> dict:
         return dict(dim=DIM, width=self.vq_width, depth=self.vq_depth, down=self.vq_down, codebook_size=self.codebook_size,

@@ -42,6 +42,7 @@ import torch
 from tqdm.auto import tqdm
 
 from posecurator.camera import RandomCameraSampler
+from posecurator.config_base import from_known_keys, from_preset, without_later_defaults
 from posecurator.errors import DataError, PoseCuratorError
 from posecurator.fileio import (KILL_POINT_ENV, atomic_link, atomic_write_text, output_lock, remove_stale_temps,
                                 temp_path, test_kill_point)
@@ -165,18 +166,12 @@ class TrainConfig:
     @classmethod
     def preset(cls, name: str, **overrides) -> "TrainConfig":
         """A named configuration: "fast" (benchmarks, CI), "default", "large"; fields may be overridden."""
-        if name not in PRESETS:
-            raise PoseCuratorError(f"unknown training preset {name!r}; known: {', '.join(PRESETS)}")
-        return cls(**{**PRESETS[name], "preset_name": name, **overrides})
+        return from_preset(cls, PRESETS, name, "training", **overrides)
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
         # fields added later are left out at their default, so the config (and every hash and
         # resume check made from it) of a run trained before they existed stays the same
-        for name, default in _LATER_FIELDS.items():
-            if d.get(name) == default:
-                d.pop(name)
-        return d
+        return without_later_defaults(dataclasses.asdict(self), _LATER_FIELDS)
 
     def to_json(self, path: str | Path | None = None) -> str:
         """The config as JSON text; also written to ``path`` when given."""
@@ -187,11 +182,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise PoseCuratorError(f"unknown training config keys: {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return cls(**d)
+        return from_known_keys(cls, d, "training")
 
     @classmethod
     def from_json(cls, text_or_path: str | Path) -> "TrainConfig":
