@@ -166,7 +166,13 @@ def test_bench_runs_on_the_uda_splits_like_their_parents(name, train_file, share
         else:
             assert np.isfinite(run["mpjpe"]) and res["test"]["label"] == "HDM05 dg" and res["test"]["poses"] == 3410
     assert all(r["val_target_reproj_mm"] > 0 for r in res["runs"])  # every row gets the target validation figure
-    assert "target val. reproj." in (tmp_path / "bench" / "table.md").read_text()
+    # the depth-aware figures: bone-length variation within the target's clips (HDM05 has clips,
+    # COCO's single-image annotations have none) and left/right asymmetry
+    assert all(0 < r["val_target_bone_asym"] < 2 for r in res["runs"])
+    assert all((0 < r["val_target_bone_cv"] < 2) if name != "hdm05-to-coco" else ("val_target_bone_cv" not in r) for r in res["runs"])
+    table = (tmp_path / "bench" / "table.md").read_text()
+    assert "target val. reproj." in table and "target val. L/R asym. (%)" in table
+    assert ("target val. bone CV (%)" in table) == (name != "hdm05-to-coco")
     adapt = res["runs"][1]
     assert adapt["adapt"] == "reprojection"
     history = json.loads((Path(adapt["run_dir"]) / "history.json").read_text())["epochs"]

@@ -119,8 +119,9 @@ def run_bench(split: Split, *, out_dir: str | Path, seeds=(0, 1, 2), settings=("
             for method in methods:
                 if (method, setting, seed) in done:
                     row = done[(method, setting, seed)]
-                    if target is not None and "val_target_reproj_mm" not in row and Path(row["run_dir"]).is_dir():
-                        row["val_target_reproj_mm"] = target_validation_of_run(row["run_dir"], target)
+                    if target is not None and "val_target_bone_asym" not in row and Path(row["run_dir"]).is_dir():
+                        # rows from before a figure existed get it from their saved lifter
+                        row.update(target_validation_of_run(row["run_dir"], target))
                     runs.append(_with_history(row))
                     continue
                 if table_only:
@@ -134,7 +135,7 @@ def run_bench(split: Split, *, out_dir: str | Path, seeds=(0, 1, 2), settings=("
                 info = METHODS[method](ctx)
                 metrics = evaluate_run(info["run_dir"], test, noise_px=noise, seed=seed)
                 if target is not None:  # judged on training-side data only: held-out clips of the target's 2D
-                    metrics["val_target_reproj_mm"] = target_validation_of_run(info["run_dir"], target)
+                    metrics.update(target_validation_of_run(info["run_dir"], target))
                 row = _with_history({"method": method, "setting": setting, "seed": seed, "config_hash": config_hash,
                                      **info, **metrics, "run_wall_s": time.perf_counter() - t_run})
                 runs.append(row)
@@ -162,16 +163,21 @@ def run_bench(split: Split, *, out_dir: str | Path, seeds=(0, 1, 2), settings=("
     return results
 
 
-def target_validation_of_run(run_dir, target: PoseSet) -> float:
-    """The target validation figure of a finished run (:func:`posecurator.train.adaptation.target_validation_mm`
-    of its best weights, on the target clips its seed holds out)."""
-    from posecurator.train.adaptation import target_validation_mm
+# the validation figures of a domain-adaptation split's rows (train.adaptation.target_validation_figures)
+TARGET_FIGURES = ("val_target_reproj_mm", "val_target_bone_cv", "val_target_bone_asym")
+
+
+def target_validation_of_run(run_dir, target: PoseSet) -> dict[str, float]:
+    """The target validation figures of a finished run (:func:`posecurator.train.adaptation.target_validation_figures`
+    of its best weights, on the target clips its seed holds out); NaN figures are left out."""
+    from posecurator.train.adaptation import target_validation_figures
     from posecurator.train.checkpoint import load_lifter
 
     model, doc = load_lifter(run_dir)
     train = doc.get("train") or {}
-    return target_validation_mm(model, target, seed=int(train.get("seed", 0)),
-                                fraction=float(train.get("target_val_fraction", 0.1)))
+    figures = target_validation_figures(model, target, seed=int(train.get("seed", 0)),
+                                        fraction=float(train.get("target_val_fraction", 0.1)))
+    return {k: v for k, v in figures.items() if np.isfinite(v)}
 
 
 def read_done_rows(path: Path) -> list[dict]:
@@ -276,7 +282,7 @@ def summarize(runs: list[dict]) -> list[dict]:
     for method, setting in keys:
         rows = [r for r in runs if r["method"] == method and r["setting"] == setting]
         s = {"method": method, "setting": setting, "n_seeds": len(rows)}
-        for k in METRIC_KEYS + METRIC_KEYS_2D + ("val_mpjpe", "val_target_reproj_mm", "train_time_s", "train_poses", "train_poses_per_s", "data_amount", "gen_time_s"):
+        for k in METRIC_KEYS + METRIC_KEYS_2D + ("val_mpjpe",) + TARGET_FIGURES + ("train_time_s", "train_poses", "train_poses_per_s", "data_amount", "gen_time_s"):
             vals = np.array([r[k] for r in rows if r.get(k) is not None], dtype=np.float64)
             if len(vals):
                 s[k] = float(vals.mean())
@@ -285,10 +291,25 @@ def summarize(runs: list[dict]) -> list[dict]:
     return out
 
 
+def _target_columns(summary: list[dict]):
+    """Header, rule and a row's cells of the target validation figures present in ``summary``
+    (a split with unlabeled target 2D): reprojection (mm), bone-length variation and left/right
+    asymmetry (both in %)."""
+    names = {"val_target_reproj_mm": ("target val. reproj. (mm)", 1.0),
+             "val_target_bone_cv": ("target val. bone CV (%)", 100.0),
+             "val_target_bone_asym": ("target val. L/R asym. (%)", 100.0)}
+    present = [k for k in TARGET_FIGURES if any(k in s for s in summary)]
+
+    def cells(s: dict) -> list[str]:
+        return [f"{s[k] * names[k][1]:.1f} ± {s[k + '_std'] * names[k][1]:.1f}" if k in s else "-" for k in present]
+
+    return "".join(f" {names[k][0]} |" for k in present), "---|" * len(present), cells
+
+
 def format_table(results: dict) -> str:
     if results["summary"] and "mpjpe" not in results["summary"][0] and "pck_0.05" in results["summary"][0]:
         return format_table_2d(results)
-    has_t = any("val_target_reproj_mm" in s for s in results["summary"])
+    t_head, t_rule, t_cells = _target_columns(results["summary"])
     lines = [
         f"Split `{results['split']}`: {results['measures']}. Train {results['train']['label']} "
         f"({results['train']['poses']} poses, {results['train']['clips']} clips), test {results['test']['label']} "
@@ -296,15 +317,15 @@ def format_table(results: dict) -> str:
         "mean ± std over seeds.",
         "",
         "| method | 2D | MPJPE (mm) | PA-MPJPE (mm) | PCK3D@150 (%) | AUC (%) | val. MPJPE (mm) |"
-        + (" target val. reproj. (mm) |" if has_t else "") + " train poses | data (x orig.) "
+        + t_head + " train poses | data (x orig.) "
         "| generation (s) | train time (s) | poses/s |",
-        "|---|---|---|---|---|---|---|" + ("---|" if has_t else "") + "---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|" + t_rule + "---|---|---|---|---|",
     ]
     for s in results["summary"]:
         pm = lambda k, scale=1.0, nd=1: f"{s[k] * scale:.{nd}f} ± {s[k + '_std'] * scale:.{nd}f}" if k in s else "-"  # noqa: E731
         lines.append(
             f"| {s['method']} | {s['setting']} | {pm('mpjpe')} | {pm('pa_mpjpe')} | {pm('pck3d', 100)} | {pm('auc', 100)} | {pm('val_mpjpe')} "
-            + (f"| {pm('val_target_reproj_mm')} " if has_t else "")
+            + "".join(f"| {c} " for c in t_cells(s))
             + f"| {int(s.get('train_poses', 0))} | {s.get('data_amount', 1.0):.2f} | {s.get('gen_time_s', 0):.1f} "
             f"| {s.get('train_time_s', 0):.0f} | {s.get('train_poses_per_s') or 0:.0f} |"
         )
@@ -314,15 +335,15 @@ def format_table(results: dict) -> str:
 def format_table_2d(results: dict) -> str:
     """The table of a split whose test set is 2D only: PCK of the reprojected predictions."""
     has_h = any("pckh_0.5" in s for s in results["summary"])
-    has_t = any("val_target_reproj_mm" in s for s in results["summary"])
+    t_head, t_rule, t_cells = _target_columns(results["summary"])
     lines = [
         f"Split `{results['split']}`: {results['measures']}. Train {results['train']['label']} "
         f"({results['train']['poses']} poses, {results['train']['clips']} clips), test {results['test']['label']} "
         f"({results['test']['poses']} annotations). Preset `{results['preset']}`, seeds {results['seeds']}; mean ± std over seeds.",
         "",
         "| method | 2D | PCK@0.05 (%) | PCK@0.1 (%) |" + (" PCKh@0.5 (%) |" if has_h else "")
-        + " people | val. MPJPE (mm) |" + (" target val. reproj. (mm) |" if has_t else "") + " train poses | train time (s) |",
-        "|---|---|---|---|" + ("---|" if has_h else "") + "---|---|" + ("---|" if has_t else "") + "---|---|",
+        + " people | val. MPJPE (mm) |" + t_head + " train poses | train time (s) |",
+        "|---|---|---|---|" + ("---|" if has_h else "") + "---|---|" + t_rule + "---|---|",
     ]
     people = {(r["method"], r["setting"]): r.get("n_poses") for r in results["runs"]}
     for s in results["summary"]:
@@ -330,6 +351,6 @@ def format_table_2d(results: dict) -> str:
         lines.append(f"| {s['method']} | {s['setting']} | {pm('pck_0.05', 100)} | {pm('pck_0.1', 100)} |"
                      + (f" {pm('pckh_0.5', 100)} |" if has_h else "")
                      + f" {people.get((s['method'], s['setting']), '-')} | {pm('val_mpjpe')} |"
-                     + (f" {pm('val_target_reproj_mm')} |" if has_t else "")
+                     + "".join(f" {c} |" for c in t_cells(s))
                      + f" {int(s.get('train_poses', 0))} | {s.get('train_time_s', 0):.0f} |")
     return "\n".join(lines) + "\n"

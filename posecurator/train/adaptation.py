@@ -242,7 +242,32 @@ def target_validation_mm(model: torch.nn.Module, target: PoseSet, *, seed: int, 
     """The target validation figure of any lifter: :func:`mean_reprojection_mm` on the held-out
     clips of ``target`` that a run of seed ``seed`` (and ``target_val_fraction`` ``fraction``)
     never adapts on. Uses no 3D of the target: a figure every method can be judged by."""
-    t = target_inputs(target, input_mode=getattr(model, "input_mode", "absolute"))
-    is_val = held_out_target_clips(np.asarray(target.clip)[t["rows"]], fraction=fraction, seed=seed)
-    return mean_reprojection_mm(model, {k: t[k][is_val] for k in ("x", "uv", "mask")})
+    return target_validation_figures(model, target, seed=seed, fraction=fraction)["val_target_reproj_mm"]
 
+
+@torch.no_grad()
+def target_validation_figures(model: torch.nn.Module, target: PoseSet, *, seed: int, fraction: float,
+                              batch: int = 8192) -> dict[str, float]:
+    """Every validation figure of a lifter on the held-out target clips of a run of ``seed``
+    (:func:`held_out_target_clips`), from the target's 2D only (lower = better for each):
+
+    * ``val_target_reproj_mm``: :func:`mean_reprojection_mm`. Blind to depth: any depth of each
+      joint reprojects the same, and a lifter trained on reprojection games it.
+    * ``val_target_bone_cv``: :func:`posecurator.skeleton.bones.bone_length_variation` of the
+      predictions within each held-out clip (a person's bones keep their length, wrong depths do
+      not); NaN for a target without clips of several poses (single-image annotations).
+    * ``val_target_bone_asym``: the mean :func:`posecurator.skeleton.bones.bone_asymmetry` of the
+      predictions (left and right bones equally long).
+    """
+    from posecurator.skeleton.bones import bone_asymmetry, bone_length_variation
+
+    t = target_inputs(target, input_mode=getattr(model, "input_mode", "absolute"))
+    clips = np.asarray(target.clip)[t["rows"]]
+    is_val = held_out_target_clips(clips, fraction=fraction, seed=seed)
+    part = {k: t[k][is_val] for k in ("x", "uv", "mask")}
+    model.eval()
+    pred = np.concatenate([model(torch.from_numpy(part["x"][s:s + batch])).double().numpy()
+                           for s in range(0, len(part["x"]), batch)] or [np.zeros((0, 17, 3))])
+    return {"val_target_reproj_mm": mean_reprojection_mm(model, part, batch=batch),
+            "val_target_bone_cv": bone_length_variation(pred, clips[is_val]),
+            "val_target_bone_asym": float(bone_asymmetry(pred).mean()) if len(pred) else float("nan")}
