@@ -32,6 +32,11 @@ SETTINGS = {
     "prior length margin 0.3": ({}, {"length_margin": 0.3}),
     "prior length margin 0.3, dilate 2": ({}, {"length_margin": 0.3, "dilate": 2}),
     "limb sigma 40, length margin 0.3, dilate 2": ({"limb_sigma_deg": 40.0}, {"length_margin": 0.3, "dilate": 2}),
+    # EvoSkeleton's (TAG-Net's) published defaults mapped onto our operators (benchmarks/add_tagnet.json):
+    # crossover always, limb mutation rate 0.3 with 10 deg, bone-length mutation rate 0.5, whole-body
+    # rotation rate 0.1 (a Gaussian about a random axis there: here yaw within 60 deg, tilt within 30)
+    "TAG-Net-like": ({"crossover_rate": 1.0, "limb_rate": 0.3, "limb_sigma_deg": 10.0, "bone_length_rate": 0.5,
+                      "global_rate": 0.1, "yaw_deg": 60.0, "tilt_deg": 30.0}, {}),
 }
 SINGLE = ("crossover", "limb_mutation", "bone_length", "global_rotation")
 
@@ -48,7 +53,11 @@ def main() -> None:
     ap.add_argument("--children", type=int, default=50_000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--only", nargs="+", metavar="SETTING", help="run these settings only (names as in the table)")
     args = ap.parse_args()
+    unknown = sorted(set(args.only or ()) - set(SETTINGS))
+    if unknown:
+        ap.error(f"unknown setting(s) {unknown}; known: {list(SETTINGS)}")
     split = resolve_split(args.split)
     train = load_part(split.train, progress=False)
     test = load_part(split.test, progress=False)
@@ -60,6 +69,8 @@ def main() -> None:
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     for name, (op_over, prior_over) in SETTINGS.items():
+        if args.only and name not in args.only:
+            continue
         t0 = time.perf_counter()
         prior = JointAnglePrior(**prior_over).fit(train) if prior_over is not None else None
         accepted = float(prior.check(test.joints3d).mean()) if prior is not None else 1.0
