@@ -32,11 +32,8 @@ SETTINGS = {
     "prior length margin 0.3": ({}, {"length_margin": 0.3}),
     "prior length margin 0.3, dilate 2": ({}, {"length_margin": 0.3, "dilate": 2}),
     "limb sigma 40, length margin 0.3, dilate 2": ({"limb_sigma_deg": 40.0}, {"length_margin": 0.3, "dilate": 2}),
-    # EvoSkeleton's (TAG-Net's) published defaults mapped onto our operators (benchmarks/add_tagnet.json):
-    # crossover always, limb mutation rate 0.3 with 10 deg, bone-length mutation rate 0.5, whole-body
-    # rotation rate 0.1 (a Gaussian about a random axis there: here yaw within 60 deg, tilt within 30)
-    "TAG-Net-like": ({"crossover_rate": 1.0, "limb_rate": 0.3, "limb_sigma_deg": 10.0, "bone_length_rate": 0.5,
-                      "global_rate": 0.1, "yaw_deg": 60.0, "tilt_deg": 30.0}, {}),
+    # EvoSkeleton's (TAG-Net's) published defaults mapped onto our operators (OPERATOR_PRESETS["tagnet"])
+    "TAG-Net-like": ("tagnet", {}),
 }
 SINGLE = ("crossover", "limb_mutation", "bone_length", "global_rotation")
 
@@ -74,7 +71,8 @@ def main() -> None:
         t0 = time.perf_counter()
         prior = JointAnglePrior(**prior_over).fit(train) if prior_over is not None else None
         accepted = float(prior.check(test.joints3d).mean()) if prior is not None else 1.0
-        cfg = EvolutionConfig(seed=args.seed, operators=OperatorConfig(**op_over), max_generations=200)
+        operators = OperatorConfig.preset(op_over) if isinstance(op_over, str) else OperatorConfig(**op_over)
+        cfg = EvolutionConfig(seed=args.seed, operators=operators, max_generations=200)
         aug, stats = evolve(train, prior=prior, config=cfg, target_size=len(train) + args.children, progress=False)
         s = exploration_summary(aug, train, stats)
         by = s["by_operator"]

@@ -570,6 +570,28 @@ class OperatorConfig:
         """(4,) rates in the order of :data:`OPERATOR_NAMES`."""
         return np.array([self.crossover_rate, self.limb_rate, self.bone_length_rate, self.global_rate], dtype=np.float64)
 
+    @classmethod
+    def preset(cls, name: str, **overrides) -> "OperatorConfig":
+        """A named set of rates and magnitudes (:data:`OPERATOR_PRESETS`), with ``overrides``."""
+        if name not in OPERATOR_PRESETS:
+            raise ValueError(f"unknown operator preset {name!r}; known: {', '.join(OPERATOR_PRESETS)}")
+        return cls(**{**OPERATOR_PRESETS[name], **overrides})
+
+
+# Named operator settings. "tagnet": the evolution defaults of EvoSkeleton (Li et al., CVPR 2020,
+# whose lifter is TAG-Net), as its public code sets them, mapped onto these operators: crossover
+# of a random limb subtree always, local limb mutation rate 0.3 with 10 deg, bone-length mutation
+# rate 0.5, whole-skeleton rotation rate 0.1. Not identical: there the rotation is a Gaussian angle
+# about a random axis (here a yaw within 60 deg and a tilt within 30) and bone lengths are replaced
+# by hand-made templates (here scaled by 8 %); its joint-angle limits (Akhter & Black's model data)
+# are not available here, the learned prior stands in. It breeds 10 % of the population a
+# generation (``EvolutionConfig.offspring_ratio`` 0.1; benchmarks/add_tagnet.json has both).
+OPERATOR_PRESETS: dict[str, dict] = {
+    "default": {},
+    "tagnet": {"crossover_rate": 1.0, "limb_rate": 0.3, "limb_sigma_deg": 10.0, "bone_length_rate": 0.5,
+               "global_rate": 0.1, "yaw_deg": 60.0, "tilt_deg": 30.0},
+}
+
 
 @dataclass
 class GenerationDraws:
