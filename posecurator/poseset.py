@@ -36,6 +36,18 @@ string tables, chunk list) and ``chunk-NNNNN.npz`` files (NumPy arrays only, loa
 Chunks let later stages stream millions of poses (:func:`iter_chunks`) and let writers append
 (:class:`PoseSetWriter`). A folder is written under a temporary name and renamed when complete,
 so a failed write leaves nothing half-written.
+
+``PoseSet.open(path)`` opens a folder lazily (:class:`PoseStore`): the header at once; columns,
+rows and selections (row indices, not copies) when asked for. The chunk arrays are stored
+uncompressed, so ``take`` reads a few rows through memory maps without decoding their chunks.
+
+Why npz chunks and not Parquet, Zarr or Arrow IPC: measured at 10^6 and 10^7 poses by
+``benchmarks/format_bench.py`` (its docstring holds the table). Float32 joint coordinates barely
+compress (the best codec saved 37 % on disk), while Parquet and Zarr read 2-5x slower, wrote 3-5x
+slower and fetched random rows 20-60x slower than a memory map of the uncompressed arrays; Arrow
+IPC matched npz (faster on large writes, slower on random rows) but would need pyarrow in the core
+dependencies. Peak memory is the chunk's in every format. :meth:`PoseStore.to_arrow` gives the
+tools that speak Arrow (DuckDB, Polars, pandas) a set when pyarrow is installed.
 """
 
 from __future__ import annotations
@@ -246,6 +258,11 @@ class PoseSet:
             w.cameras = list(self.cameras)
             w.append(self)
         return Path(path)
+
+    @staticmethod
+    def open(path: str | os.PathLike) -> "PoseStore":
+        """Open a pose-set folder lazily (:class:`PoseStore`): the header now, rows when asked."""
+        return PoseStore(path)
 
     @staticmethod
     def load(path: str | os.PathLike, *, columns: list[str] | None = None) -> "PoseSet":
@@ -1019,6 +1036,18 @@ class PoseSetWriter:
                 finally:
                     os.close(fd)
 
+    def scratch_dir(self, name: str) -> Path:
+        """An absolute folder ``name`` inside the writer's temporary folder, for a producer's scratch
+        files: removed with the temporary folder when the write fails or is killed. The producer
+        must remove it before the writer closes (it would be renamed into place with the set)."""
+        if self._tmp is None:
+            raise RuntimeError("use PoseSetWriter as a context manager")
+        if not name or "/" in name or name.startswith(".") or name.startswith("chunk-") or name == META_FILE:
+            raise ValueError(f"bad scratch folder name {name!r}")
+        folder = (self._tmp / name).resolve()
+        folder.mkdir(exist_ok=True)
+        return folder
+
     def append(self, ps: PoseSet) -> None:
         if self._tmp is None:
             raise RuntimeError("use PoseSetWriter as a context manager")
@@ -1085,3 +1114,342 @@ class PoseSetWriter:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(self._tmp, self.path)
+
+
+# ---------------------------------------------------------------------- lazy opening
+# What a PoseSet fills in for a numeric column a chunk does not store: (fill, dtype, row shape).
+_COLUMN_FILL = {"camera": (-1, np.int32, ()), "frame": (0, np.int32, ()), "generation": (0, np.int16, ()),
+                "parents": (-1, np.int64, (2,))}
+
+@dataclass(frozen=True)
+class _Member:
+    """One array of a chunk file: its shape and dtype from the .npy header and, for a member
+    stored uncompressed in C order (what :class:`PoseSetWriter` writes), the byte offset of its
+    data in the file, so that rows can be read through a memory map (None: read it whole)."""
+
+    shape: tuple
+    dtype: np.dtype
+    offset: int | None
+
+
+def _npz_members(path: Path) -> dict[str, _Member]:
+    """The arrays of an npz chunk file, from its zip directory and .npy headers (nothing loaded).
+
+    A member's data offset is taken from its *local* zip header (the central directory does not
+    hold the length of the local extra field, which numpy's zip64 entries use), and is checked to
+    lie inside the file together with the whole array, so a memory map never reaches past it."""
+    out = {}
+    name = None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with zipfile.ZipFile(path) as zf, open(path, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                for info in zf.infolist():
+                    if not info.filename.endswith(".npy"):
+                        continue
+                    name = info.filename[: -len(".npy")]
+                    shape, dtype = _npy_header(zf, info, path, name)
+                    if dtype.hasobject:
+                        raise DataError(path, f"array {_error_text(name, 40)!r} holds pickled Python objects, which posecurator never loads")
+                    offset = None
+                    if info.compress_type == zipfile.ZIP_STORED:
+                        f.seek(info.header_offset)
+                        local = f.read(30)
+                        if len(local) < 30 or local[:4] != b"PK\x03\x04":
+                            raise DataError(path, f"array {_error_text(name, 40)!r}: corrupt zip entry header")
+                        name_len, extra_len = struct.unpack("<HH", local[26:30])
+                        f.seek(info.header_offset + 30 + name_len + extra_len)
+                        version = np.lib.format.read_magic(f)
+                        if version not in _NPY_HEADER_READERS:
+                            raise DataError(path, f"array {_error_text(name, 40)!r} uses .npy format version {version}, which this reader does not handle")
+                        shape2, fortran, dtype2 = _NPY_HEADER_READERS[version](f)
+                        if tuple(shape2) != shape or dtype2 != dtype:
+                            raise DataError(path, f"array {_error_text(name, 40)!r}: zip entry headers disagree (corrupt file?)")
+                        nbytes = math.prod(shape) * dtype.itemsize
+                        if f.tell() + nbytes > size or f.tell() + nbytes > info.header_offset + 30 + name_len + extra_len + info.file_size:
+                            raise DataError(path, f"array {_error_text(name, 40)!r} is truncated")
+                        offset = None if fortran and len(shape) > 1 else f.tell()
+                    out[name] = _Member(shape, dtype, offset)
+    except DataError:
+        raise
+    except FileNotFoundError:
+        raise DataError(path, "no such file") from None
+    except _NPZ_ERRORS as e:
+        what = "not a readable npz file" if name is None else f"cannot read array {_error_text(name, 40)!r}"
+        raise DataError(path, f"{what} (corrupt or truncated?): {_error_text(e)}") from None
+    return out
+
+
+class PoseStore:
+    """A pose-set folder opened lazily: nothing but the header is read until asked for.
+
+    >>> store = PoseSet.open("big.pcs")            # doctest: +SKIP
+    >>> len(store), store.layout, store.meta["attrs"]
+    >>> walk = store.select(store.column("activity") == "walk")   # indices only, no rows copied
+    >>> part = walk.take(np.arange(100))           # reads only the rows it needs
+    >>> for chunk in walk.iter_chunks(columns=["joints3d"]): ...
+
+    ``take`` reads only the chunk files the rows fall in, and of those only the rows themselves:
+    through a memory map of each uncompressed array (what :class:`PoseSetWriter` writes), or the
+    whole array for a compressed one. ``rows_read`` counts the rows decoded, so that callers and
+    tests can see what a read cost. Values read this way are checked like :func:`iter_chunks`
+    checks them (types, shapes, ranges, string codes), except for the zip checksum, which only a
+    whole-array read can verify. A selection (:meth:`select`) holds sorted row indices into the
+    folder; the rows are read when :meth:`take`, :meth:`iter_chunks`, :meth:`column` or
+    :meth:`load` ask for them."""
+
+    def __init__(self, path: str | os.PathLike, *, _meta: dict | None = None, _index: np.ndarray | None = None):
+        self.path = Path(path)
+        self.meta = read_meta(self.path) if _meta is None else _meta
+        counts = np.array([c["n"] for c in self.meta["chunks"]], dtype=np.int64)
+        self._bounds = np.concatenate([[0], np.cumsum(counts)])
+        self._index = _index  # sorted, distinct rows of the folder; None = every row
+        self._members: dict[int, dict[str, _Member]] = {}
+        self._tables: dict[str, TextColumn] = {}
+        self.rows_read = 0
+
+    # -------------------------------------------------------------- metadata
+    def __len__(self) -> int:
+        return int(self._bounds[-1]) if self._index is None else len(self._index)
+
+    def __repr__(self) -> str:
+        return f"PoseStore({str(self.path)!r}, n={len(self)}, layout={self.layout!r})"
+
+    @property
+    def layout(self) -> str:
+        return self.meta["layout"]
+
+    @property
+    def fps(self) -> float:
+        return self.meta["fps"]
+
+    @property
+    def cameras(self) -> list[dict]:
+        return self.meta.get("cameras", [])
+
+    @property
+    def attrs(self) -> dict:
+        return self.meta.get("attrs", {})
+
+    @property
+    def columns(self) -> list[str]:
+        """The columns stored (those of the first chunk; every chunk the writer makes has the same)."""
+        if not self.meta["chunks"]:
+            return []
+        return list(self._chunk_members(0))
+
+    @property
+    def indices(self) -> np.ndarray:
+        """Rows of the folder this store stands for (sorted)."""
+        return np.arange(len(self), dtype=np.int64) if self._index is None else self._index
+
+    # -------------------------------------------------------------- selection
+    def select(self, index) -> "PoseStore":
+        """The rows picked by a boolean mask, index array or slice (relative to this store), as a
+        store that holds their indices only. Rows come out in the folder's order, each once."""
+        if isinstance(index, slice):
+            rows = self.indices[index]
+        else:
+            index = np.asarray(index)
+            if index.dtype == bool:
+                if index.shape != (len(self),):
+                    raise ValueError(f"a mask must have shape ({len(self)},), got {index.shape}")
+                rows = self.indices[index]
+            else:
+                rows = self.indices[self._check_index(index)]
+        rows = np.unique(rows)  # sorted, distinct: reads walk every chunk once, in order
+        return PoseStore(self.path, _meta=self.meta, _index=rows.astype(np.int64))
+
+    def _check_index(self, index: np.ndarray) -> np.ndarray:
+        if index.dtype.kind not in "iu" or index.ndim != 1:
+            raise ValueError(f"indices must be a 1-D integer array, got {index.dtype} {index.shape}")
+        if index.size and (int(index.min()) < -len(self) or int(index.max()) >= len(self)):
+            raise IndexError(f"index out of range for a store of {len(self)} rows")
+        return np.where(index < 0, index + len(self), index).astype(np.int64)
+
+    # -------------------------------------------------------------- reading
+    def load(self, columns: list[str] | None = None) -> PoseSet:
+        """The whole store (or selection) in memory, as :meth:`PoseSet.load` gives it."""
+        if self._index is None:
+            return PoseSet.load(self.path, columns=columns)
+        return self.take(np.arange(len(self)), columns=columns)
+
+    def iter_chunks(self, columns: list[str] | None = None) -> Iterator[PoseSet]:
+        """Yield the store chunk by chunk (a selection: the selected rows of each chunk)."""
+        if self._index is None:
+            yield from iter_chunks(self.path, columns=columns)
+            return
+        for k, rows in self._rows_by_chunk(self._index):
+            yield self._read_rows(k, rows, columns)
+
+    def column(self, name: str) -> np.ndarray | None:
+        """One column of every row of the store: a NumPy array (a :class:`TextColumn` for text),
+        reading that column alone from each chunk file; None for an optional column the set does
+        not store (as ``PoseSet.load`` leaves it)."""
+        known = {f.name for f in fields(PoseSet)} - {"layout", "fps", "cameras", "attrs"}
+        if name not in known:
+            raise KeyError(f"no column {name!r}; a pose set has {sorted(known)}")
+        parts, missing = [], []
+        for k, rows in self._rows_by_chunk(self._index):
+            arrays = self._read_arrays(k, rows, [name])
+            m = self.meta["chunks"][k]["n"] if rows is None else len(rows)
+            if name in arrays:
+                parts.append(arrays[name])
+            elif name in STRING_COLUMNS:  # what PoseSet.load gives for a column a chunk lacks
+                parts.append(TextColumn.full(m, ""))
+            elif name in _COLUMN_FILL:
+                fill, dtype, tail = _COLUMN_FILL[name]
+                parts.append(np.full((m, *tail), fill, dtype))
+            else:
+                missing.append(self.meta["chunks"][k]["file"])
+        if missing and (parts or len(missing) < len(self.meta["chunks"])):
+            raise DataError(self.path / missing[0], f"has no column {name}, which other chunks of the set store")
+        if missing:
+            return None  # an optional column (joints2d, visibility, bbox, ...) the set does not have
+        if not parts:
+            return TextColumn.full(0, "") if name in STRING_COLUMNS else np.zeros(0)
+        return TextColumn.concatenate(parts) if name in STRING_COLUMNS else np.concatenate(parts)
+
+    def take(self, indices, columns: list[str] | None = None) -> PoseSet:
+        """The rows at ``indices`` (relative to this store; any order, repeats allowed) as a
+        PoseSet, reading only the chunks they fall in and only those rows of them."""
+        idx = self._check_index(np.asarray(indices).reshape(-1) if np.ndim(indices) else np.asarray([indices]))
+        rows = idx if self._index is None else self._index[idx]
+        uniq, where = np.unique(rows, return_inverse=True)
+        parts = [self._read_rows(k, r, columns) for k, r in self._rows_by_chunk(uniq)]
+        if not parts:  # no rows: an empty set of the stored columns
+            return self._read_rows(0, np.zeros(0, np.int64), columns) if self.meta["chunks"] else PoseSet(joints3d=np.zeros((0, 0, 3), np.float32), layout=self.layout, fps=self.fps)
+        out = parts[0] if len(parts) == 1 else PoseSet.concatenate(parts)
+        out.cameras = list(self.cameras)
+        if len(parts) > 1:  # concatenate re-indexed cameras per part; every part shares the header's table
+            out.camera = np.concatenate([p.camera for p in parts])
+        if len(uniq) != len(rows) or not np.array_equal(uniq, rows):
+            out = out.subset(where.reshape(-1))
+            out.cameras = list(self.cameras)
+        return out
+
+    def to_arrow(self, columns: list[str] | None = None):
+        """The store as a ``pyarrow.RecordBatchReader``, one batch per chunk (flat memory), for
+        the tools that speak Arrow: ``duckdb.sql("select activity, count(*) from r group by 1")``
+        with ``r = store.to_arrow()``, ``polars.from_arrow(r.read_all())``, ``r.read_pandas()``.
+        Joints are fixed-size lists of float32 (``(J, 3)`` per row), text columns dictionary-encoded
+        strings (categoricals), lineage and the other columns plain integers. Needs pyarrow, which
+        posecurator itself does not depend on."""
+        try:
+            import pyarrow as pa
+        except ImportError:
+            raise ImportError("PoseStore.to_arrow needs pyarrow: pip install pyarrow") from None
+
+        def batch(ps: PoseSet):
+            cols = {}
+            for name in ps._array_fields():
+                v = getattr(ps, name)
+                if v is None or (columns is not None and name not in columns):
+                    continue
+                if isinstance(v, TextColumn):
+                    cols[name] = pa.DictionaryArray.from_arrays(v.codes.astype(np.int32), pa.array(v.table.tolist(), pa.string()))
+                elif v.ndim == 1:
+                    cols[name] = pa.array(v)
+                else:  # (N, J, 3) -> fixed-size lists of fixed-size lists, without copying
+                    arr = pa.array(np.ascontiguousarray(v).reshape(-1))
+                    for size in reversed(v.shape[1:]):
+                        arr = pa.FixedSizeListArray.from_arrays(arr, size)
+                    cols[name] = arr
+            return pa.record_batch(cols)
+
+        chunks = self.iter_chunks(columns=columns)
+        first = next(chunks, None)
+        if first is None:
+            return pa.RecordBatchReader.from_batches(pa.schema([]), [])
+        head = batch(first)
+
+        def rest():
+            yield head
+            for ps in chunks:
+                yield batch(ps).cast(head.schema)  # the same dictionary types in every batch
+        return pa.RecordBatchReader.from_batches(head.schema, rest())
+
+    # -------------------------------------------------------------- internals
+    def _rows_by_chunk(self, rows: np.ndarray | None):
+        """(chunk number, rows within it) for sorted folder ``rows`` (None: all of every chunk)."""
+        for k in range(len(self.meta["chunks"])):
+            lo, hi = int(self._bounds[k]), int(self._bounds[k + 1])
+            if rows is None:
+                yield k, None
+                continue
+            a, b = np.searchsorted(rows, [lo, hi])
+            if b > a:
+                yield k, rows[a:b] - lo
+
+    def _chunk_members(self, k: int) -> dict[str, _Member]:
+        if k not in self._members:
+            self._members[k] = _npz_members(self.path / self.meta["chunks"][k]["file"])
+        return self._members[k]
+
+    def _read_arrays(self, k: int, rows: np.ndarray | None, names: list[str] | None) -> dict:
+        """Columns ``names`` (None: all) of chunk ``k``, rows ``rows`` (None: all), checked."""
+        chunk = self.meta["chunks"][k]
+        file, n = self.path / chunk["file"], chunk["n"]
+        known = {f.name for f in fields(PoseSet)} - {"layout", "fps", "cameras", "attrs"}
+        if rows is None:
+            arrays = read_npz_arrays(file, names, required=False)  # whole arrays: the checksum is verified too
+            m = decoded = n
+        else:
+            members = self._chunk_members(k)
+            arrays = {}
+            decoded = len(rows)
+            for name in members if names is None else names:
+                member = members.get(name)
+                if member is None:
+                    continue
+                if not member.shape or member.shape[0] != n:
+                    raise DataError(file, f"column {name} has shape {_error_text(member.shape, 40)}, expected {n} rows")
+                if not rows.size:
+                    arrays[name] = np.zeros((0, *member.shape[1:]), member.dtype)
+                elif member.offset is None:  # compressed (or Fortran-ordered): the whole array
+                    arrays[name] = read_npz_arrays(file, [name])[name][rows]
+                    decoded = n
+                else:
+                    try:
+                        mapped = np.memmap(file, dtype=member.dtype, mode="r", offset=member.offset, shape=member.shape)
+                        arrays[name] = np.array(mapped[rows])  # a copy: the map is closed with it
+                        del mapped
+                    except (OSError, ValueError) as e:
+                        raise DataError(file, f"cannot read array {name!r}: {_error_text(e)}") from None
+            m = len(rows)
+        self.rows_read += decoded  # rows of this chunk decoded (a row counts once, whatever the columns)
+        n_cameras = len(self.cameras)
+        tables = self.meta["strings"]
+        out = {}
+        for name, v in arrays.items():
+            if name not in known:
+                raise DataError(file, f"unknown column {_error_text(repr(name), 40)}")
+            _check_column(file, name, v, m, n_cameras)
+            if name in STRING_COLUMNS:
+                table = tables.get(name)
+                if table is None:
+                    raise DataError(file, f"column {name} has no string table in {META_FILE}")
+                if v.size and v.max() >= len(table):
+                    raise DataError(file, f"column {name} has codes outside its string table")
+                if not len(table):
+                    out[name] = TextColumn.full(m, "")
+                    continue
+                if name not in self._tables:  # codes into the file's table -> codes into one sorted table
+                    self._tables[name] = TextColumn.from_codes(np.arange(len(table)), table)
+                ref = self._tables[name]
+                out[name] = TextColumn(ref.codes[v], ref.table)
+            else:
+                out[name] = v
+        return out
+
+    def _read_rows(self, k: int, rows: np.ndarray, columns: list[str] | None) -> PoseSet:
+        file = self.path / self.meta["chunks"][k]["file"]
+        names = None if columns is None else list(dict.fromkeys([*columns, "joints3d", "joints2d"]))
+        kwargs = self._read_arrays(k, rows, names)
+        if "joints3d" not in kwargs and "joints2d" not in kwargs:
+            raise DataError(file, "chunk has neither joints3d nor joints2d")
+        for a, b in (("joints3d", "joints2d"), ("joints3d", "visibility"), ("joints2d", "visibility")):
+            if a in kwargs and b in kwargs and kwargs[a].shape[1] != kwargs[b].shape[1]:
+                raise DataError(file, f"columns {a} and {b} have different joint counts")
+        return PoseSet(**kwargs, layout=self.layout, fps=self.fps, cameras=self.cameras, attrs=self.attrs)
