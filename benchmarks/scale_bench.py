@@ -23,6 +23,15 @@ Stages (N = poses in the measured set):
   scores.npz; poses/s counts the scoring only (the fit's seconds are reported apart);
 * ``score-cli``: ``posecurator score --scorer density --reference bandai.pcs`` (the in-memory path).
 
+Engines (issue 12, sharded evolution): ``--engine ray --workers N`` runs the augmentation's shards
+and the streaming scorer's blocks on a private local Ray cluster of N CPUs (pinned to 127.0.0.1;
+run the benchmark inside ``unshare -n`` on shared machines, see tests/test_engine.py);
+``--shard-size`` is passed to ``posecurator augment`` (0 = one random stream, as before shards).
+Versions without these options are measured without them (leave them out with ``--code``)::
+
+    unshare -n sh -c 'ip link set lo up && python benchmarks/scale_bench.py --label ray2 --engine ray --workers 2 \
+        --stages augment,score-stream --sizes 1e6,1e7'
+
 A size whose augmentation would need more than ``--max-gb`` (estimated linearly from the largest
 size measured so far) is skipped and reported as such. Outputs go under ``bench-out/scale/LABEL``.
 """
@@ -50,11 +59,18 @@ from posecurator.poseset import PoseSet
 from posecurator.scoring.density import DensityScorer
 from posecurator.scoring.stream import score_dataset
 ref, data, out, chunk = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+engine = None
+if len(sys.argv) > 5 and sys.argv[5] != "local":
+    from posecurator.engine import make_engine
+    engine = make_engine(sys.argv[5], workers=int(sys.argv[6]) if sys.argv[6] != "0" else None)
 t0 = time.perf_counter()
 scorer = DensityScorer(seed=0).fit(PoseSet.load(ref, columns=["joints3d"]))
 t1 = time.perf_counter()
-ids, scores = score_dataset(scorer, data, chunk_size=chunk, output=out)
+kw = {} if engine is None else {"engine": engine}
+ids, scores = score_dataset(scorer, data, chunk_size=chunk, output=out, **kw)
 t2 = time.perf_counter()
+if engine is not None:
+    engine.close()
 print("RESULT", json.dumps({"n": len(ids), "fit_s": t1 - t0, "score_s": t2 - t1}))
 """
 
@@ -130,8 +146,8 @@ def run(args) -> list[dict]:
         if "augment" in args.stages:
             mult = 1 + n / n0
             r = timed([py, "-m", "posecurator", "augment", str(base), "-o", str(aug), "--only-new", "--multiplier",
-                       repr(mult), "--seed", "0", "-q"], code, args.timeout)
-            note = f"from {n0} Bandai poses, x{mult:.4g}"
+                       repr(mult), "--seed", "0", "-q", *engine_args(args, shards=True)], code, args.timeout)
+            note = f"from {n0} Bandai poses, x{mult:.4g}{engine_note(args)}"
             st = aug / "augment_stats.json"
             if r["ok"] and st.exists():
                 doc = json.loads(st.read_text())
@@ -146,9 +162,11 @@ def run(args) -> list[dict]:
             r = timed([py, "-c", LOAD, str(aug)], code, args.timeout)
             record("load", n_aug, r, f"text {r.get('text_bytes', 0) / n_aug:.0f} B/pose" if r.get("ok") else "")
         if "score-stream" in args.stages:
-            r = timed([py, "-c", SCORE_STREAM, str(base), str(aug), str(out / f"scores-{n:.0e}.npz"), str(args.chunk)],
+            extra = [args.engine, str(args.workers or 0)] if args.engine != "local" else []
+            r = timed([py, "-c", SCORE_STREAM, str(base), str(aug), str(out / f"scores-{n:.0e}.npz"), str(args.chunk), *extra],
                       code, args.timeout)
-            record("score-stream", n_aug, r, f"fit {r.get('fit_s', 0):.1f} s, chunk {args.chunk}" if r.get("ok") else "")
+            record("score-stream", n_aug, r, f"fit {r.get('fit_s', 0):.1f} s, chunk {args.chunk}{engine_note(args)}"
+                   if r.get("ok") else "")
         if "score-cli" in args.stages and n <= args.cli_max:
             r = timed([py, "-m", "posecurator", "score", str(aug), "--scorer", "density", "--reference", str(base),
                        "-o", str(out / f"scores-cli-{n:.0e}.npz"), "-q"], code, args.timeout)
@@ -156,6 +174,22 @@ def run(args) -> list[dict]:
         if not args.keep and n >= 10 ** 7:
             shutil.rmtree(aug, ignore_errors=True)
     return rows
+
+
+def engine_args(args, *, shards: bool = False) -> list[str]:
+    """The engine (and shard) options of ``posecurator augment``; none by default, so that versions
+    without them can be measured."""
+    out = [] if args.engine == "local" else ["--engine", args.engine]
+    if args.workers:
+        out += ["--workers", str(args.workers)]
+    if shards and args.shard_size is not None:
+        out += ["--shard-size", str(args.shard_size)]
+    return out
+
+
+def engine_note(args) -> str:
+    note = "" if args.engine == "local" else f"; {args.engine} x{args.workers or 'all'}"
+    return note + ("" if args.shard_size is None else f"; shards {args.shard_size}")
 
 
 def _count(path: Path) -> int:
@@ -214,6 +248,9 @@ def main(argv=None) -> None:
     p.add_argument("--max-gb", type=float, default=20.0, help="skip a size whose estimated peak is above this")
     p.add_argument("--timeout", type=float, default=900.0, help="seconds per measurement")
     p.add_argument("--keep", action="store_true", help="keep the 10^7 set (2.5 GB) after measuring it")
+    p.add_argument("--engine", default="local", choices=["local", "ray"], help="engine of augment and score-stream")
+    p.add_argument("--workers", type=int, default=None, help="--engine ray: workers (a local cluster of that many CPUs)")
+    p.add_argument("--shard-size", type=int, default=None, help="posecurator augment --shard-size (default: not passed)")
     p.add_argument("--compare", nargs="+", metavar="LABEL", help="print the saved tables of LABELs side by side")
     args = p.parse_args(argv)
     if args.compare:

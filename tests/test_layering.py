@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1] / PACKAGE
 # layer of each top-level subpackage / module of posecurator (higher may import lower, never the reverse)
 RANK: dict[str, int] = {
     "errors": 0, "poseset": 0, "fileio": 0, "config_base": 0,
+    "engine": 0,  # where tasks run (local / Ray): callers pass their own functions in, it imports none of them
     "io": 1,
     "skeleton": 2, "camera": 2,
     "augment": 3,

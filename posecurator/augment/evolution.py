@@ -12,22 +12,47 @@ the total is exactly ``round(T * N)``. By default every generation breeds from t
 set (original + every child kept so far) and makes as many children as that set has poses
 (``offspring_ratio``), so the set roughly doubles per generation (3 generations for T = 5); the
 last generation only makes about as many children as are still needed.
+:func:`posecurator.augment.streaming.evolve_to_store` runs the same loop (:func:`evolve_parts`)
+and writes the children to disk as they come, holding the population in a scratch file.
 
-Randomness: one ``np.random.Generator`` seeded by ``config.seed`` drives everything; the result
-depends on the seed and on ``batch_size`` (draws are made per batch) and on nothing else.
+Randomness, two schemes (``EvolutionConfig.shard_size``):
+
+* ``shard_size = None`` (one stream: the scheme of earlier versions, and still this config's
+  default, so ADD runs and figures made before reproduce byte for byte): one
+  ``np.random.Generator`` seeded by ``config.seed`` drives every generation; the result depends on
+  the seed and on ``batch_size`` (draws are made per batch). One process makes everything.
+* ``shard_size = S`` (sharded): generation ``g`` (0, 1, ... counted within the run) makes its
+  children in shards of ``S`` (the last one shorter); shard ``k`` draws from its own generator
+  ``np.random.default_rng(np.random.SeedSequence([seed, g, k]))`` (:func:`shard_rng`) and breeds
+  from the population as it was at the start of the generation. Shards are independent, so any
+  engine may make them in any order on any number of workers (:func:`breed_shard` is the pure
+  function they call); the kept children are put together in shard order. The result depends on
+  the seed, ``shard_size`` and ``batch_size`` only.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Iterable, Iterator
 
 import numpy as np
 
-from posecurator.augment.operators import _COMBO_NAMES, CHUNK, OPERATOR_NAMES, OperatorConfig, draw_generation, from_soa, make_children_soa
+from posecurator.augment.operators import (_COMBO_NAMES, CHUNK, OPERATOR_NAMES, GenerationDraws, OperatorConfig, draw_generation,
+                                           from_soa, make_children_soa)
 from posecurator.augment.plausibility import JointAnglePrior
-from posecurator.poseset import PoseSet
+from posecurator.poseset import PoseSet, TextColumn
+
+# Children per shard where a caller asks for sharded evolution without choosing a size (the
+# `augment` command): large enough that a shard's fixed costs (its task, its gather of parents from
+# a population file) stay small against its work, small enough that a 10^6-pose generation still
+# splits into 16 shards for the workers.
+DEFAULT_SHARD_SIZE = 65_536
+# Children whose parents are gathered at once from a population held in a file (see breed_shard).
+GATHER_CHILDREN = 65_536
+_CODE_WEIGHTS = 1 << np.arange(len(OPERATOR_NAMES))
 
 
 @dataclass
@@ -43,7 +68,9 @@ class EvolutionConfig:
     (a few thousand keeps the work in cache; see :mod:`posecurator.augment.operators`).
     ``dtype``: working precision of the operators ("float32": about 2x faster, bone lengths kept
     to ~1e-4 mm; "float64" for bit-level checks). ``min_valid_limbs``: passed to the prior's
-    check (None = the prior's own setting, by default all six limbs).
+    check (None = the prior's own setting, by default all six limbs). ``shard_size``: None = one
+    random stream for the whole run (the scheme of earlier versions); a number = children per
+    independently seeded shard (see the module docstring; required by parallel engines).
     """
 
     operators: OperatorConfig = field(default_factory=OperatorConfig)
@@ -55,6 +82,7 @@ class EvolutionConfig:
     seed: int = 0
     dtype: str = "float32"
     min_valid_limbs: int | None = None
+    shard_size: int | None = None
 
     def __post_init__(self):
         if isinstance(self.operators, dict):
@@ -69,11 +97,17 @@ class EvolutionConfig:
             raise ValueError("batch_size and max_generations must be >= 1")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        if self.shard_size is not None and (isinstance(self.shard_size, bool) or int(self.shard_size) < 1):
+            raise ValueError(f"shard_size must be >= 1 or null (one random stream), got {self.shard_size!r}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["operators"]["crossover_joints"] = list(self.operators.crossover_joints)
         d["operators"]["limb_joints"] = list(self.operators.limb_joints)
+        if d["shard_size"] is None:
+            # added later: left out while it holds its default, so the config files and the cache
+            # keys of runs made before it existed stay byte for byte the same
+            del d["shard_size"]
         return d
 
 
@@ -107,6 +141,132 @@ def next_sample_id(*sets: PoseSet) -> int:
     return max(ids) + 1 if ids else 0
 
 
+# ------------------------------------------------------------------------------- one shard
+def shard_rng(seed: int, generation_index: int, shard_index: int) -> np.random.Generator:
+    """The generator of shard ``shard_index`` of generation ``generation_index`` (0 = the first
+    generation of the run) of a run seeded ``seed``: independent of every other shard's, and the
+    same whichever process makes the shard."""
+    return np.random.default_rng(np.random.SeedSequence([int(seed), int(generation_index), int(shard_index)]))
+
+
+@dataclass
+class ShardResult:
+    """The children of one shard that the prior kept, in draw order: ``joints`` (k, 17, 3) float32
+    mm; ``parent`` / ``partner`` (k,) int64 rows of the population the shard bred from (partner -1
+    = no crossover); ``code`` (k,) uint8 operator combination (bit i = OPERATOR_NAMES[i] applied);
+    ``made`` children made before the prior; ``operators`` combination name -> children made."""
+
+    joints: np.ndarray
+    parent: np.ndarray
+    partner: np.ndarray
+    code: np.ndarray
+    made: int
+    operators: dict
+
+    def __len__(self) -> int:
+        return len(self.joints)
+
+
+def _localise(population, draws: list[GenerationDraws]) -> tuple[np.ndarray, list[GenerationDraws]]:
+    """Gather once the population rows that ``draws`` use (from a population held in a file: one
+    pass over it in windows) and renumber the draws into that small local array. The children are
+    bit for bit those of the whole population: make_children_soa only reads the rows it indexes."""
+    parts = []
+    for d in draws:
+        parts += [d.parent, d.crossover.partner[d.applied[:, 0]]]
+    rows, inverse = np.unique(np.concatenate(parts), return_inverse=True)
+    local = population.gather(rows)
+    out, pos = [], 0
+    for d in draws:
+        n, c = len(d), int(d.applied[:, 0].sum())
+        parent = inverse[pos:pos + n]
+        partner = np.zeros(n, np.int64)
+        partner[d.applied[:, 0]] = inverse[pos + n:pos + n + c]
+        pos += n + c
+        out.append(dataclasses.replace(d, parent=parent, crossover=dataclasses.replace(d.crossover, partner=partner)))
+    return local, out
+
+
+def breed_shard(population, rng: np.random.Generator, n: int, config: EvolutionConfig,
+                prior: JointAnglePrior | None) -> ShardResult:
+    """Make ``n`` children of ``population`` with ``rng`` and keep those ``prior`` accepts.
+
+    ``population``: (P, 17, 3) joints in mm, or an object with ``len()`` and ``gather(sorted rows)
+    -> (k, 17, 3) float32`` (:class:`posecurator.augment.streaming.PopulationFile`: a population in
+    a file, read ``GATHER_CHILDREN`` children's parents at a time). Draws are made per batch of
+    ``config.batch_size`` children in order, so the result depends on the generator's state, ``n``
+    and the batch size only. Pure: the same arguments give the same children in any process.
+    """
+    n = int(n)
+    size = len(population)
+    need = prior.required_limbs(config.min_valid_limbs) if prior is not None else 0
+    in_memory = isinstance(population, np.ndarray)
+    joints, parent, partner, code = [], [], [], []
+    made, op_counts = 0, {}
+    starts = list(range(0, n, config.batch_size))
+    group = max(1, GATHER_CHILDREN // config.batch_size)
+    for g0 in range(0, len(starts), group):
+        # draw a group of batches, then make them: the generator is used in the same order as when
+        # drawing and making batch by batch (making children draws nothing)
+        draws = [draw_generation(rng, size, min(config.batch_size, n - s), config.operators) for s in starts[g0:g0 + group]]
+        local, local_draws = (population, draws) if in_memory else _localise(population, draws)
+        for d, ld in zip(draws, local_draws):
+            child = make_children_soa(local, ld, dtype=config.dtype)  # (3, 17, m)
+            m = len(d)
+            made += m
+            c = (d.applied @ _CODE_WEIGHTS).astype(np.uint8)
+            uniq, counts = np.unique(c, return_counts=True)
+            for name, k in zip(_COMBO_NAMES[uniq].tolist(), counts.tolist()):
+                op_counts[name] = op_counts.get(name, 0) + k
+            ok = prior._check_soa(child, need) if prior is not None else np.ones(m, bool)
+            joints.append(from_soa(child, np.float32)[ok])
+            parent.append(d.parent[ok])
+            partner.append(d.partner[ok])
+            code.append(c[ok])
+    if not joints:
+        return ShardResult(np.zeros((0, 17, 3), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64),
+                           np.zeros(0, np.uint8), 0, {})
+    return ShardResult(np.concatenate(joints), np.concatenate(parent).astype(np.int64),
+                       np.concatenate(partner).astype(np.int64), np.concatenate(code), made, op_counts)
+
+
+@dataclass
+class ShardTask:
+    """What one shard needs besides the config and the prior (which every shard shares): the
+    population (an array, or a :class:`~posecurator.augment.streaming.PopulationFile` a worker
+    opens itself), the key ``(seed, generation index, shard index)`` of its generator, ``n`` children."""
+
+    population: object
+    key: tuple
+    n: int
+
+
+def run_shard(shared: tuple, task: ShardTask) -> ShardResult:
+    """``breed_shard`` of one task; ``shared = (config, prior)``. What every engine maps over the
+    shards of a generation (a module-level function, so a worker process can import it)."""
+    config, prior = shared
+    return breed_shard(task.population, shard_rng(*task.key), task.n, config, prior)
+
+
+def shard_sizes(n_children: int, shard_size: int) -> list[int]:
+    """Children per shard: ``shard_size`` each, the last one shorter."""
+    n_children, shard_size = int(n_children), int(shard_size)
+    return [min(shard_size, n_children - s) for s in range(0, n_children, shard_size)]
+
+
+# ------------------------------------------------------------------------------- one generation
+def _operator_column(code: np.ndarray) -> TextColumn:
+    return TextColumn.from_codes(code, _COMBO_NAMES)
+
+
+def _kept_operators(kept_codes: np.ndarray) -> dict:
+    """Combination name -> children kept, sorted by name (as np.unique of the names sorts them)."""
+    present = np.flatnonzero(kept_codes)
+    names = _COMBO_NAMES[present]
+    order = np.argsort(names, kind="stable")
+    return {str(names[i]): int(kept_codes[present[i]]) for i in order}
+
+
 def evolve_generation(population: PoseSet, *, n_children: int, rng: np.random.Generator,
                       config: EvolutionConfig | None = None, prior: JointAnglePrior | None = None,
                       generation: int | None = None, next_id: int | None = None) -> tuple[PoseSet, GenerationStats]:
@@ -114,7 +274,8 @@ def evolve_generation(population: PoseSet, *, n_children: int, rng: np.random.Ge
 
     Returns the kept children (a PoseSet with fresh sample ids from ``next_id``, default one more
     than the population's largest id; lineage filled in; ``generation`` defaults to one more than
-    the population's largest) and the generation's statistics.
+    the population's largest) and the generation's statistics. One stream: every child is drawn
+    from ``rng`` (as a single shard of :func:`breed_shard`).
     """
     config = EvolutionConfig() if config is None else config
     if population.joints3d is None:
@@ -124,49 +285,167 @@ def evolve_generation(population: PoseSet, *, n_children: int, rng: np.random.Ge
     t0 = time.perf_counter()
     generation = int(population.generation.max()) + 1 if generation is None else int(generation)
     next_id = next_sample_id(population) if next_id is None else int(next_id)
-    pop_joints = population.joints3d
-    joints, parent, partner, operator = [], [], [], []
-    made, op_counts = 0, {}
-    need = prior.required_limbs(config.min_valid_limbs) if prior is not None else 0
-    for start in range(0, int(n_children), config.batch_size):
-        n = min(config.batch_size, int(n_children) - start)
-        draws = draw_generation(rng, len(population), n, config.operators)
-        child = make_children_soa(pop_joints, draws, dtype=config.dtype)  # (3, 17, n)
-        made += n
-        code, counts = np.unique(draws.applied @ (1 << np.arange(len(OPERATOR_NAMES))), return_counts=True)
-        for name, c in zip(_COMBO_NAMES[code].tolist(), counts.tolist()):
-            op_counts[name] = op_counts.get(name, 0) + c
-        ok = prior._check_soa(child, need) if prior is not None else np.ones(n, bool)
-        joints.append(from_soa(child, np.float32)[ok])
-        parent.append(draws.parent[ok])
-        partner.append(draws.partner[ok])
-        operator.append(draws.operator[ok])
-    joints = np.concatenate(joints) if joints else np.zeros((0, 17, 3), np.float32)
-    parent = np.concatenate(parent) if parent else np.zeros(0, np.int64)
-    partner = np.concatenate(partner) if partner else np.zeros(0, np.int64)
-    operator = np.concatenate(operator) if operator else np.zeros(0, str)
-    k = len(joints)
+    if len(population) < 1:
+        raise ValueError("the population is empty")
+    r = breed_shard(population.joints3d, rng, n_children, config, prior)
+    k = len(r)
     sid = population.sample_id
     children = PoseSet(
-        joints3d=joints,
-        source=population.source[parent],
-        subject=population.subject[parent],
-        activity=population.activity[parent],
-        clip=np.full(k, f"aug-g{generation:03d}"),
+        joints3d=r.joints,
+        source=population.source[r.parent],
+        subject=population.subject[r.parent],
+        activity=population.activity[r.parent],
+        clip=TextColumn.full(k, f"aug-g{generation:03d}"),
         frame=np.arange(k, dtype=np.int32),
         sample_id=next_id + np.arange(k, dtype=np.int64),
-        parents=np.stack([sid[parent], np.where(partner >= 0, sid[np.maximum(partner, 0)], -1)], axis=1),
-        operator=operator,
+        parents=np.stack([sid[r.parent], np.where(r.partner >= 0, sid[np.maximum(r.partner, 0)], -1)], axis=1),
+        operator=_operator_column(r.code),
         generation=np.full(k, generation, dtype=np.int16),
         layout=population.layout,
         fps=population.fps,
         attrs=dict(population.attrs),
     )
-    kept_names, kept_counts = np.unique(operator, return_counts=True)
-    stats = GenerationStats(generation=generation, population=len(population), made=made, rejected=made - k,
-                            kept=k, seconds=time.perf_counter() - t0, operators=op_counts,
-                            operators_kept={str(n): int(c) for n, c in zip(kept_names.tolist(), kept_counts.tolist())})
+    stats = GenerationStats(generation=generation, population=len(population), made=r.made, rejected=r.made - k,
+                            kept=k, seconds=time.perf_counter() - t0, operators=r.operators,
+                            operators_kept=_kept_operators(np.bincount(r.code, minlength=len(_COMBO_NAMES))))
     return children, stats
+
+
+# ------------------------------------------------------------------------------- full augmentation
+class ArrayPopulation:
+    """The evolving population in memory: joints (capacity, 17, 3) float32 of the original then of
+    every kept child in order, and per row its *root*, the original row its first-parent line goes
+    back to (children inherit source, subject and activity from it). :func:`evolve_parts` breeds
+    from ``population(lo, hi)``; the streaming variant keeps the same two arrays in files."""
+
+    def __init__(self, joints0: np.ndarray, capacity: int):
+        n0 = len(joints0)
+        self.joints = np.empty((max(capacity, n0), 17, 3), np.float32)
+        self.joints[:n0] = joints0
+        self.root = np.empty(max(capacity, n0), np.int64)
+        self.root[:n0] = np.arange(n0)
+        self.rows = n0
+
+    def population(self, lo: int, hi: int):
+        return self.joints[lo:hi]
+
+    def append(self, joints: np.ndarray, root: np.ndarray) -> None:
+        k = len(joints)
+        self.joints[self.rows:self.rows + k] = joints
+        self.root[self.rows:self.rows + k] = root
+        self.rows += k
+
+    def roots(self, rows: np.ndarray) -> np.ndarray:
+        return self.root[rows]
+
+    def end_generation(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _local_map(fn, items: Iterable, *, shared=None) -> Iterator:
+    for item in items:
+        yield fn(shared, item)
+
+
+def evolve_parts(original: PoseSet, store, *, prior: JointAnglePrior | None, config: EvolutionConfig, need: int,
+                 engine=None, progress: bool = False) -> Iterator[tuple[str, object]]:
+    """The loop of a full augmentation, as a stream: yields ``("children", PoseSet)`` pieces of the
+    kept children in their final order (a shard's worth or less at a time) and ``("stats",
+    GenerationStats)`` after each generation, until ``need`` children are out.
+
+    ``original``: the 3D-only original set (its text columns and sample ids are what children
+    inherit); ``store``: the population (:class:`ArrayPopulation`, or the streaming module's file
+    store) holding the original's joints in rows ``0..len(original)-1``; ``engine``: anything with
+    ``map(fn, items, shared=...)`` yielding results in order (None = in this process).
+
+    A child's sample id is its row's: ``next_sample_id(original) + row - len(original)`` (rows are
+    appended in output order, and the only generation whose children are cut is the last), so the
+    parents' ids are computed, never stored.
+    """
+    n0 = len(original)
+    if n0 < 1 and need > 0:
+        raise ValueError("the population is empty")
+    next_id0 = next_sample_id(original)
+    sid0 = original.sample_id
+    first_gen = int(original.generation.max()) + 1 if n0 else 1
+    sharded = config.shard_size is not None
+    rng = None if sharded else np.random.default_rng(config.seed)
+    shared = (config, prior)
+
+    def sid(rows):
+        return np.where(rows < n0, sid0[np.minimum(rows, n0 - 1)], next_id0 + rows - n0)
+
+    lo, hi = 0, n0
+    have, acceptance, next_id = 0, 1.0, next_id0
+    bar = None
+    if progress and need:
+        from tqdm import tqdm
+        bar = tqdm(total=need, desc="evolve", unit="pose", leave=False)
+    try:
+        for g in range(config.max_generations):
+            if have >= need:
+                break
+            t0 = time.perf_counter()
+            size, remaining = hi - lo, need - have
+            gen = first_gen + g
+            # as many children as the population has, but in the last generation only about as many
+            # as are still needed (given the previous generation's acceptance rate)
+            n_children = min(math.ceil(config.offspring_ratio * size), math.ceil(remaining / max(acceptance, 0.02) * 1.05) + 16)
+            pop = store.population(lo, hi)
+            if sharded:
+                tasks = (ShardTask(pop, (config.seed, g, k), m) for k, m in enumerate(shard_sizes(n_children, config.shard_size)))
+                results = (engine.map(run_shard, tasks, shared=shared) if engine is not None
+                           else _local_map(run_shard, tasks, shared=shared))
+            else:
+                results = iter([breed_shard(pop, rng, n_children, config, prior)])
+            made, kept, written, op_counts = 0, 0, 0, {}
+            kept_codes = np.zeros(len(_COMBO_NAMES), np.int64)
+            for r in results:
+                made += r.made
+                for name, c in r.operators.items():
+                    op_counts[name] = op_counts.get(name, 0) + c
+                kept_codes += np.bincount(r.code, minlength=len(_COMBO_NAMES))
+                take = min(len(r), remaining - written)
+                if take > 0:
+                    parent = lo + r.parent[:take]
+                    partner = r.partner[:take]
+                    root = store.roots(parent)
+                    piece = PoseSet(
+                        joints3d=r.joints[:take],
+                        source=original.source[root], subject=original.subject[root], activity=original.activity[root],
+                        clip=TextColumn.full(take, f"aug-g{gen:03d}"),
+                        frame=kept + np.arange(take, dtype=np.int32),
+                        sample_id=next_id + kept + np.arange(take, dtype=np.int64),
+                        parents=np.stack([sid(parent), np.where(partner >= 0, sid(lo + np.maximum(partner, 0)), -1)], axis=1),
+                        operator=_operator_column(r.code[:take]),
+                        generation=np.full(take, gen, dtype=np.int16),
+                        layout=original.layout, fps=original.fps, attrs=dict(original.attrs))
+                    store.append(r.joints[:take], root)
+                    written += take
+                    yield "children", piece
+                    if bar is not None:
+                        bar.update(take)
+                kept += len(r)
+            st = GenerationStats(generation=gen, population=size, made=made, rejected=made - kept, kept=kept,
+                                 seconds=time.perf_counter() - t0, operators=op_counts,
+                                 operators_kept=_kept_operators(kept_codes))
+            acceptance = kept / made if made else 0.0
+            next_id += kept
+            have += written
+            if written:
+                lo, hi = (lo, hi + written) if config.population == "all" else (hi, hi + written)
+                store.end_generation()
+            if bar is not None:
+                bar.set_postfix(generation=gen, rejected=f"{st.rejection_rate:.0%}")
+            if have < need and g == config.max_generations - 1:
+                st.operators["_note"] = f"max_generations={config.max_generations} reached with {have} of {need} poses"
+            yield "stats", st
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def evolve(population: PoseSet, *, prior: JointAnglePrior | None, config: EvolutionConfig | None = None,
@@ -176,52 +455,25 @@ def evolve(population: PoseSet, *, prior: JointAnglePrior | None, config: Evolut
     ``target_size`` defaults to ``round(config.multiple * len(population))`` (T x the original).
     Returns the augmented poses only (``target_size - len(population)`` of them, fewer only when
     ``max_generations`` ran out; a warning is then recorded in the last stats' operators under
-    ``"_note"``) and one :class:`GenerationStats` per generation.
+    ``"_note"``) and one :class:`GenerationStats` per generation. In memory; see
+    :func:`posecurator.augment.streaming.evolve_to_store` for sets larger than memory.
     """
     config = EvolutionConfig() if config is None else config
-    rng = np.random.default_rng(config.seed)
+    if population.joints3d is None:
+        raise ValueError("evolution needs 3D poses (joints3d)")
+    if population.layout != "h36m17":
+        raise ValueError(f"evolution works on h36m17 poses, got layout {population.layout!r}")
     n0 = len(population)
     target = int(round(config.multiple * n0)) if target_size is None else int(target_size)
     need = max(0, target - n0)
-    kept_sets: list[PoseSet] = []
-    stats: list[GenerationStats] = []
-    have, acceptance = 0, 1.0
     # children carry 3D only; breed from a 3D-only view so original and children concatenate
-    pop = population.replace(joints2d=None, visibility=None, camera=None)
-    next_id = next_sample_id(population)
-    first_gen = int(population.generation.max()) + 1
-    bar = None
-    if progress and need:
-        from tqdm import tqdm
-        bar = tqdm(total=need, desc="evolve", unit="pose", leave=False)
-    for g in range(config.max_generations):
-        if have >= need:
-            break
-        remaining = need - have
-        # as many children as the population has, but in the last generation only about as many
-        # as are still needed (given the previous generation's acceptance rate)
-        n_children = min(math.ceil(config.offspring_ratio * len(pop)),
-                         math.ceil(remaining / max(acceptance, 0.02) * 1.05) + 16)
-        children, st = evolve_generation(pop, n_children=n_children, rng=rng, config=config, prior=prior,
-                                         generation=first_gen + g, next_id=next_id)
-        stats.append(st)
-        acceptance = st.kept / st.made if st.made else 0.0
-        if len(children) > remaining:
-            children = children.subset(slice(0, remaining))
-        next_id += st.kept
-        have += len(children)
-        if len(children):
-            kept_sets.append(children)
-            pop = PoseSet.concatenate([pop, children]) if config.population == "all" else children
-        if bar is not None:
-            bar.update(len(children))
-            bar.set_postfix(generation=first_gen + g, rejected=f"{st.rejection_rate:.0%}")
-    if bar is not None:
-        bar.close()
-    if have < need and stats:
-        stats[-1].operators["_note"] = f"max_generations={config.max_generations} reached with {have} of {need} poses"
-    if kept_sets:
-        augmented = PoseSet.concatenate(kept_sets)
+    original = population.replace(joints2d=None, visibility=None, camera=None, bbox=None)
+    store = ArrayPopulation(original.joints3d, n0 + need)
+    pieces, stats = [], []
+    for kind, item in evolve_parts(original, store, prior=prior, config=config, need=need, progress=progress):
+        (pieces if kind == "children" else stats).append(item)
+    if pieces:
+        augmented = PoseSet.concatenate(pieces)
     else:
         augmented = population.subset(slice(0, 0))
     return augmented, stats

@@ -43,13 +43,20 @@ def register(sub, add_parser, commands: dict) -> None:
                    "  posecurator augment hdm05.pcs -o hdm05_aug.pcs                  # 5 x the original\n"
                    "  posecurator augment hdm05.pcs -o hdm05_aug.pcs --multiplier 2 --seed 3\n"
                    "  posecurator augment hdm05.pcs -o new_only.pcs --only-new --config add.json\n"
-                   "writes the dataset (original + generated poses with lineage) and OUT/augment_stats.json\n")
+                   "  posecurator augment bandai.pcs -o big.pcs --multiplier 25 --engine ray --workers 2\n"
+                   "writes the dataset (original + generated poses with lineage) and OUT/augment_stats.json,\n"
+                   "shard by shard: memory does not grow with the output's size\n")
     s.add_argument("dataset", help="dataset folder (or any importable file/folder) with 3D poses")
     s.add_argument("-o", "--output", required=True, help="dataset folder to write")
     s.add_argument("--multiplier", type=float, default=None, help="original + generated = T x original (default 5)")
     s.add_argument("--seed", type=int, default=None, help="seed (default 0)")
     s.add_argument("--config", help="JSON file of ADDConfig fields (uses evolution, prior, full_multiple, seed)")
     s.add_argument("--only-new", action="store_true", help="write only the generated poses (lineage then points outside the set)")
+    s.add_argument("--shard-size", type=int, default=None, metavar="N",
+                   help="children per independently seeded shard (default: the config's evolution.shard_size, else "
+                        "65536); the output depends on the seed and N only, never on the engine or workers. "
+                        "0 = one random stream, as versions before shards (one process)")
+    _add_engine_arguments(s)
     commands["augment"] = cmd_augment
 
     s = add_parser(sub, "score", "Score every pose of a dataset with any scorer "
@@ -60,6 +67,7 @@ def register(sub, add_parser, commands: dict) -> None:
                    "  posecurator score hdm05.pcs --scorer target_coverage --target ../shared/data/coco/"
                    "person_keypoints_train2017_subset2155.json -o cov.npz\n"
                    "  posecurator score aug.pcs --scorer target_novelty --target bandai-to-hdm05-uda --reference bandai.pcs -o nov.npz\n"
+                   "  posecurator score big.pcs --scorer density --reference bandai.pcs -o d.npz --engine ray --workers 2\n"
                    "scores are keyed by sample_id (.npz or .json); higher = more unusual / harder / worse\n")
     s.add_argument("dataset", help="dataset folder (or any importable file/folder) to score")
     s.add_argument("--scorer", required=True, choices=SCORER_NAMES)
@@ -75,7 +83,25 @@ def register(sub, add_parser, commands: dict) -> None:
     s.add_argument("--noise-px", type=float, default=None, help="lifter_error: 2D noise (default: the run's training noise)")
     s.add_argument("--views", type=int, default=None, help="lifter_error: random cameras per pose (default 1); "
                    "target_coverage / target_novelty: virtual cameras per 3D pose (default 8)")
+    _add_engine_arguments(s, what="the blocks of a stored set scored by a scorer fitted elsewhere (--reference, --run; "
+                                  "lifter_error keeps one random stream and runs here)")
     commands["score"] = cmd_score
+
+
+def _add_engine_arguments(s, what: str = "the shards of each generation") -> None:
+    s.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help=f"where {what} run: local (this process) or ray (a local 127.0.0.1 cluster, or --address); "
+                        "results are identical")
+    s.add_argument("--address", default=None, metavar="ADDR",
+                   help="--engine ray: HOST:PORT of a running cluster (ray start --head), or auto")
+    s.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="--engine ray: tasks at once (default: the cluster's CPUs)")
+
+
+def _engine(args):
+    from posecurator.engine import make_engine
+
+    return make_engine(args.engine, address=args.address, workers=args.workers)
 
 
 def _log(args):
@@ -158,12 +184,14 @@ def _mm(v) -> str:
 
 
 def cmd_augment(args):
+    import dataclasses
     import time
 
-    from posecurator.augment import JointAnglePrior, evolve
+    from posecurator.augment import JointAnglePrior
+    from posecurator.augment.evolution import DEFAULT_SHARD_SIZE
+    from posecurator.augment.streaming import evolve_to_store
     from posecurator.fileio import atomic_write_json
     from posecurator.pipelines.add import ADDConfig
-    from posecurator.poseset import PoseSet
 
     config = load_add_config(args.config) if args.config else ADDConfig()
     if args.seed is not None:
@@ -171,26 +199,39 @@ def cmd_augment(args):
     multiple = config.full_multiple if args.multiplier is None else args.multiplier
     if multiple < 1:
         raise PoseCuratorError(f"--multiplier must be >= 1 (the original counts), got {multiple}")
+    if args.shard_size is not None and args.shard_size < 0:
+        raise PoseCuratorError(f"--shard-size must be >= 0 (0 = one random stream), got {args.shard_size}")
+    # shards unless asked otherwise: the output is then the same on every engine
+    shard_size = (config.evolution.shard_size or DEFAULT_SHARD_SIZE) if args.shard_size is None else (args.shard_size or None)
+    if shard_size is None and args.engine != "local":
+        raise PoseCuratorError("--shard-size 0 (one random stream) runs in one process; use --engine local or a shard size")
+    evolution = dataclasses.replace(config.evolution_config(multiple=multiple), shard_size=shard_size)
     ps = _load(args.dataset, args)
     _require_3d(ps, args.dataset)
     ps.check_finite(args.dataset)
     t0 = time.perf_counter()
     prior = JointAnglePrior(**config.prior).fit(ps)
     fit_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    aug, stats = evolve(ps, prior=prior, config=config.evolution_config(multiple=multiple), progress=not args.quiet)
-    gen_s = time.perf_counter() - t0
     out = Path(args.output)
-    result = aug if args.only_new else PoseSet.concatenate([ps.replace(joints2d=None, visibility=None, camera=None), aug])
-    result.save(out)
-    doc = {"input": str(args.dataset), "original": len(ps), "generated": len(aug), "written": len(result),
-           "multiplier": multiple, "seed": config.seed, "prior_fit_s": fit_s, "generation_s": gen_s,
-           "poses_per_s": (sum(s.made for s in stats) / gen_s) if gen_s > 0 else None,
-           "generations": [s.to_dict() for s in stats], "evolution": config.evolution_config(multiple=multiple).to_dict(),
-           "prior": config.prior}
+    t0 = time.perf_counter()
+    with _engine(args) as engine:
+        engine_s = time.perf_counter() - t0  # starting a local Ray cluster takes seconds: reported apart
+        t0 = time.perf_counter()
+        try:
+            written, generated, stats = evolve_to_store(ps, out, prior=prior, config=evolution, engine=engine,
+                                                        include_original=not args.only_new, progress=not args.quiet)
+        except ValueError as e:
+            raise DataError(args.dataset, str(e)) from None
+        gen_s = time.perf_counter() - t0
+        where = engine.describe()
+    # generation_s: evolution + plausibility + writing the set (children go to disk as they come)
+    doc = {"input": str(args.dataset), "original": len(ps), "generated": generated, "written": written,
+           "multiplier": multiple, "seed": config.seed, "prior_fit_s": fit_s, "engine_start_s": engine_s, "generation_s": gen_s,
+           "poses_per_s": (sum(s.made for s in stats) / gen_s) if gen_s > 0 else None, **where,
+           "generations": [s.to_dict() for s in stats], "evolution": evolution.to_dict(), "prior": config.prior}
     atomic_write_json(out / "augment_stats.json", doc, indent=1)
     rates = ", ".join(f"g{s.generation}: {100 * s.rejection_rate:.0f}%" for s in stats)
-    print(f"augmented {len(ps)} -> +{len(aug)} poses in {len(stats)} generations ({gen_s:.1f} s; rejected by the prior {rates}) "
+    print(f"augmented {len(ps)} -> +{generated} poses in {len(stats)} generations ({gen_s:.1f} s; rejected by the prior {rates}) "
           f"-> {out}")
 
 
@@ -239,11 +280,15 @@ def cmd_score(args):
         else:
             reference = _load(args.reference, args) if args.reference else ps
             scorer = make_vae_scorer(progress=not args.quiet, seed=args.seed).fit(reference)
+    if args.engine != "local" and not stream:
+        raise PoseCuratorError(f"--engine {args.engine} scores a stored pose set with a scorer fitted elsewhere "
+                               "(--reference or --run; or lifter_error, which runs here): this set is scored in memory")
     try:
         if stream:
             from posecurator.scoring.stream import score_dataset
 
-            sample_id, scores = score_dataset(scorer, args.dataset, progress=not args.quiet)
+            with _engine(args) as engine:
+                sample_id, scores = score_dataset(scorer, args.dataset, progress=not args.quiet, engine=engine)
         else:
             sample_id, scores = ps.sample_id, np.asarray(scorer.score_samples(ps), dtype=np.float64)
     except ValueError as e:

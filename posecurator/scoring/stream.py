@@ -17,6 +17,12 @@ The scores equal those of ``scorer.score_samples(PoseSet.load(path))`` whatever 
   them into its own internal batches, so it draws exactly what one ``score_samples`` call on the
   whole set draws.
 
+Engines (``engine``, a :mod:`posecurator.engine` engine): the blocks of a scorer without
+``score_stream`` are scored by ``engine.map`` (each block a task, results in block order; a block's
+scores depend on the block alone, so they are the same on every engine and worker count). A
+scorer with ``score_stream`` keeps one random stream across the blocks and is run in this
+process whatever the engine.
+
 :func:`write_scores` writes what :func:`posecurator.selection.bins.save_scores` writes for an
 ``.npz`` (arrays ``sample_id`` and ``score``; loadable by ``load_scores``), atomically.
 """
@@ -91,9 +97,19 @@ def score_parts(scorer, parts: Iterable[PoseSet]) -> Iterator[np.ndarray]:
         yield np.asarray(scorer.score_samples(part), dtype=np.float64)
 
 
+def score_block(scorer, block: PoseSet) -> np.ndarray:
+    """(n,) float64 scores of one block: the task an engine runs (module level, so workers import it)."""
+    return np.asarray(scorer.score_samples(block), dtype=np.float64)
+
+
+def can_distribute(scorer) -> bool:
+    """Whether the blocks of ``scorer`` may be scored apart (no random stream across blocks)."""
+    return getattr(scorer, "score_stream", None) is None
+
+
 def score_dataset(scorer, dataset_path: str | os.PathLike, *, chunk_size: int = DEFAULT_STREAM_CHUNK,
                   columns: list[str] | None = None, output: str | os.PathLike | None = None,
-                  progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                  progress: bool = False, engine=None) -> tuple[np.ndarray, np.ndarray]:
     """Score every pose of the dataset folder ``dataset_path`` with a *fitted* ``scorer``, reading
     ``chunk_size`` poses at a time. Returns ``(sample_id (N,) int64, scores (N,) float64)`` in the
     dataset's row order; with ``output`` (an ``.npz`` path) also writes them there atomically
@@ -101,6 +117,7 @@ def score_dataset(scorer, dataset_path: str | os.PathLike, *, chunk_size: int = 
 
     ``columns``: the columns the scorer needs (default all; e.g. ``["joints3d"]`` for the density
     scorer skips reading the text columns); ``joints3d``/``joints2d`` and ``sample_id`` are always read.
+    ``engine``: where the blocks are scored (None = here; see the module docstring).
     """
     path = Path(dataset_path)
     chunk_size = stream_block_size(scorer, chunk_size)
@@ -126,7 +143,9 @@ def score_dataset(scorer, dataset_path: str | os.PathLike, *, chunk_size: int = 
 
     pos = 0
     try:
-        for part_scores in score_parts(scorer, blocks()):
+        parts = (engine.map(score_block, blocks(), shared=scorer) if engine is not None and can_distribute(scorer)
+                 else score_parts(scorer, blocks()))
+        for part_scores in parts:
             part_scores = np.asarray(part_scores, dtype=np.float64).reshape(-1)
             k = len(part_scores)
             if pos + k > placed[0]:
