@@ -23,6 +23,21 @@ Stages (N = poses in the measured set):
   scores.npz; poses/s counts the scoring only (the fit's seconds are reported apart);
 * ``score-cli``: ``posecurator score --scorer density --reference bandai.pcs`` (the in-memory path).
 
+Streamed stages over the augmented set (issue 12 item 2; each a CLI command, memory flat in N
+beyond the chunk and a few bytes per pose):
+
+* ``check-stream``: the joint-angle prior fitted on bandai.pcs chunk by chunk, then every pose of
+  the augmented set checked chunk by chunk (``plausibility.fit_dataset`` / ``check_dataset``);
+  poses/s counts the check only;
+* ``score-self``: ``posecurator score --scorer density`` with no reference (the set is its own
+  reference: fitted on a seeded sample of 50,000 read through ``PoseStore.take``, then one pass);
+* ``export-plausible``: ``posecurator export --format pcs --plausible-only --prior-from bandai.pcs``
+  (prior fit + check + the plausible rows written, all streamed);
+* ``select-stream``: ``posecurator export --format pcs --scores SCORES --keep-lowest 0.8`` (quality
+  distillation of one score: the (N,) scores ranked, the kept rows copied block by block);
+* ``export-vp3d``: ``posecurator export --format videopose3d`` of the set (not streamed: the format
+  is one npz holding every pose; sizes up to ``--cli-max``).
+
 Engines (issue 12, sharded evolution): ``--engine ray --workers N`` runs the augmentation's shards
 and the streaming scorer's blocks on a private local Ray cluster of N CPUs (pinned to 127.0.0.1;
 run the benchmark inside ``unshare -n`` on shared machines, see tests/test_engine.py);
@@ -72,6 +87,18 @@ t2 = time.perf_counter()
 if engine is not None:
     engine.close()
 print("RESULT", json.dumps({"n": len(ids), "fit_s": t1 - t0, "score_s": t2 - t1}))
+"""
+
+CHECK_STREAM = r"""
+import json, sys, time
+from posecurator.augment.plausibility import JointAnglePrior, check_dataset, fit_dataset
+ref, data = sys.argv[1], sys.argv[2]
+t0 = time.perf_counter()
+prior = fit_dataset(JointAnglePrior(), ref)
+t1 = time.perf_counter()
+ok = check_dataset(prior, data)
+t2 = time.perf_counter()
+print("RESULT", json.dumps({"n": len(ok), "fit_s": t1 - t0, "score_s": t2 - t1, "plausible": int(ok.sum())}))
 """
 
 LOAD = r"""
@@ -171,9 +198,41 @@ def run(args) -> list[dict]:
             r = timed([py, "-m", "posecurator", "score", str(aug), "--scorer", "density", "--reference", str(base),
                        "-o", str(out / f"scores-cli-{n:.0e}.npz"), "-q"], code, args.timeout)
             record("score-cli", n_aug, r, "in memory, incl. fit")
+        run_stream_stages(args, code, py, record, base, aug, out, n, n_aug)
         if not args.keep and n >= 10 ** 7:
             shutil.rmtree(aug, ignore_errors=True)
     return rows
+
+
+def run_stream_stages(args, code: Path, py: str, record, base: Path, aug: Path, out: Path, n: int, n_aug: int) -> None:
+    """The streamed stages of issue 12 item 2 (module docstring) on the augmented set ``aug``."""
+    if "check-stream" in args.stages:
+        r = timed([py, "-c", CHECK_STREAM, str(base), str(aug)], code, args.timeout)
+        record("check-stream", n_aug, r, f"prior fit {r.get('fit_s', 0):.1f} s (streamed), {r.get('plausible', 0)} plausible"
+               if r.get("ok") else "")
+    scores = out / f"scores-self-{n:.0e}.npz"
+    if "score-self" in args.stages:
+        r = timed([py, "-m", "posecurator", "score", str(aug), "--scorer", "density", "-o", str(scores), "-q"],
+                  code, args.timeout)
+        record("score-self", n_aug, r, "density fitted on the set itself (seeded 50k sample), streamed, incl. fit")
+    if "export-plausible" in args.stages:
+        dest = out / f"plausible-{n:.0e}.pcs"
+        r = timed([py, "-m", "posecurator", "export", str(aug), "--format", "pcs", "-o", str(dest), "--plausible-only",
+                   "--prior-from", str(base), "-q"], code, args.timeout)
+        record("export-plausible", n_aug, r, "prior fit + check + write, streamed")
+        shutil.rmtree(dest, ignore_errors=True)
+    if "select-stream" in args.stages and scores.exists():
+        dest = out / f"kept-{n:.0e}.pcs"
+        r = timed([py, "-m", "posecurator", "export", str(aug), "--format", "pcs", "-o", str(dest), "--scores", str(scores),
+                   "--keep-lowest", "0.8", "-q"], code, args.timeout)
+        record("select-stream", n_aug, r, "keep the lowest 80 % of score-self's scores, rows copied block by block")
+        shutil.rmtree(dest, ignore_errors=True)
+    if "export-vp3d" in args.stages and n <= args.cli_max:
+        dest = out / f"vp3d-{n:.0e}.npz"
+        r = timed([py, "-m", "posecurator", "export", str(aug), "--format", "videopose3d", "-o", str(dest), "-q"],
+                  code, args.timeout)
+        record("export-vp3d", n_aug, r, "in memory (one npz holds every pose)")
+        dest.unlink(missing_ok=True)
 
 
 def engine_args(args, *, shards: bool = False) -> list[str]:
@@ -197,7 +256,7 @@ def _count(path: Path) -> int:
 
 
 def header() -> str:
-    return f"{'stage':<13} {'N':>10} {'wall s':>8} {'poses/s':>10} {'peak MiB':>9} {'MiB/1M':>8}  note"
+    return f"{'stage':<16} {'N':>10} {'wall s':>8} {'poses/s':>10} {'peak MiB':>9} {'MiB/1M':>8}  note"
 
 
 def format_row(r: dict) -> str:
@@ -205,10 +264,10 @@ def format_row(r: dict) -> str:
     if not r.get("ok"):
         why = r.get("why")
         why = why[-1] if isinstance(why, list) else why
-        return f"{r['stage']:<13} {n or 0:>10} {'-':>8} {'-':>10} {'-':>9} {'-':>8}  {why}"
+        return f"{r['stage']:<16} {n or 0:>10} {'-':>8} {'-':>10} {'-':>9} {'-':>8}  {why}"
     pps = r.get("poses_per_s")
     per_m = r["peak_mib"] / (n / 1e6) if n and r.get("peak_mib") else None
-    return (f"{r['stage']:<13} {n:>10} {r['wall_s']:>8.1f} {pps or 0:>10.0f} {r['peak_mib'] or 0:>9.0f} "
+    return (f"{r['stage']:<16} {n:>10} {r['wall_s']:>8.1f} {pps or 0:>10.0f} {r['peak_mib'] or 0:>9.0f} "
             f"{per_m or 0:>8.0f}  {r.get('note', '')}")
 
 
@@ -219,7 +278,8 @@ def compare(labels: list[str], out: Path) -> None:
         for r in d["rows"]:
             if (r["stage"], r["n"]) not in keys and r["n"]:
                 keys.append((r["stage"], r["n"]))
-    order = ["import", "augment", "load", "score-stream", "score-cli"]
+    order = ["import", "augment", "load", "score-stream", "score-cli", "check-stream", "score-self", "export-plausible",
+             "select-stream", "export-vp3d"]
     keys.sort(key=lambda k: (k[1] if k[0] != "import" else 0, order.index(k[0]) if k[0] in order else 99))
     cols = "".join(f" | {lab + ' poses/s':>16} | {lab + ' peak MiB':>15}" for lab in labels)
     print(f"{'stage':<13} | {'N':>9}{cols}")

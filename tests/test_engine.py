@@ -99,6 +99,23 @@ def _netns_problem() -> str | None:
     return None
 
 
+def netns_problem() -> str | None:
+    """Why no private network namespace can be made here (None: one can); for other test files."""
+    return _netns_problem()
+
+
+def run_inside_private_network(test_file: Path, *pytest_args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``pytest test_file *pytest_args`` in a fresh network namespace (loopback up, nothing else),
+    with ``POSECURATOR_RAY_INSIDE=1`` and this folder importable by Ray's workers, as
+    :func:`test_ray_in_a_private_network` runs this file; for other test files' Ray tests."""
+    path = os.pathsep.join(p for p in (str(Path(__file__).resolve().parent), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "POSECURATOR_RAY_INSIDE": "1", "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": path}
+    cmd = ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$0" -m pytest -q -p no:cacheprovider -x "$@"',
+           sys.executable, str(Path(test_file).resolve()), *pytest_args]
+    return subprocess.run(cmd, cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
 @pytest.mark.skipif(INSIDE, reason="already inside")
 def test_ray_in_a_private_network(shared_data):
     pytest.importorskip("ray", reason="Ray is absent: pip install 'posecurator[ray]'")

@@ -30,7 +30,7 @@ import numpy as np
 
 from posecurator.augment import operators as _ops
 from posecurator.augment.operators import N_JOINTS
-from posecurator.poseset import joints3d_of
+from posecurator.poseset import PoseStore, joints3d_of
 
 # Limbs as groups of bones (bone j ends at joint j).
 LIMBS: dict[str, tuple[int, ...]] = {
@@ -139,21 +139,39 @@ class JointAnglePrior:
     # ------------------------------------------------------------------ fit
     def fit(self, poses) -> "JointAnglePrior":
         """Learn the valid cells and length-ratio ranges from real poses (PoseSet or (N, 17, 3) mm)."""
-        joints = _joints(poses)
-        if len(joints) == 0:
-            raise ValueError("cannot fit a joint-angle prior on zero poses")
-        if not np.isfinite(joints).all():
-            raise ValueError("training poses contain NaN or infinite coordinates")
-        n_cells = self.n_cells
-        counts = np.zeros((N_JOINTS, n_cells), dtype=np.int64)
+        return self.fit_stream([poses])
+
+    def fit_stream(self, parts) -> "JointAnglePrior":
+        """:meth:`fit` over consecutive parts of one set (PoseSets or (n, 17, 3) arrays), e.g. the
+        chunks of a stored set (``PoseSet.open(path).iter_chunks(columns=["joints3d"])``), holding
+        one part at a time. What is learned (cell counts, length-ratio minima and maxima) is a sum
+        and an extremum over poses, so the prior equals :meth:`fit` of the whole set exactly,
+        whatever the parts."""
+        counts = np.zeros((N_JOINTS, self.n_cells), dtype=np.int64)
         lo = np.full(N_JOINTS, np.inf)
         hi = np.full(N_JOINTS, -np.inf)
+        n = 0
+        for part in parts:
+            joints = _joints(part)
+            if not np.isfinite(joints).all():
+                raise ValueError("training poses contain NaN or infinite coordinates")
+            self._accumulate(joints, counts, lo, hi)
+            n += len(joints)
+        if n == 0:
+            raise ValueError("cannot fit a joint-angle prior on zero poses")
+        return self._finish(counts, lo, hi, n)
+
+    def _accumulate(self, joints: np.ndarray, counts: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
+        """Add (N, 17, 3) training poses to the cell counts and length-ratio extrema (in place)."""
+        n_cells = self.n_cells
         for start in range(0, len(joints), _CHUNK):
             cells, ratio = self._features_soa(_ops.to_soa(joints[start:start + _CHUNK], np.float64))
             flat = cells + (np.arange(N_JOINTS) * n_cells)[:, None]
             counts += np.bincount(flat.ravel(), minlength=N_JOINTS * n_cells).reshape(N_JOINTS, n_cells)
-            lo = np.minimum(lo, ratio.min(axis=1))
-            hi = np.maximum(hi, ratio.max(axis=1))
+            np.minimum(lo, ratio.min(axis=1), out=lo)
+            np.maximum(hi, ratio.max(axis=1), out=hi)
+
+    def _finish(self, counts: np.ndarray, lo: np.ndarray, hi: np.ndarray, n: int) -> "JointAnglePrior":
         counts[0] = 0
         occupied = counts >= self.min_count
         if self.dilate > 0:
@@ -167,7 +185,7 @@ class JointAnglePrior:
         self.length_ratio_low_ = lo * (1.0 - self.length_margin)
         self.length_ratio_high_ = hi * (1.0 + self.length_margin)
         self.length_ratio_low_[0], self.length_ratio_high_[0] = -np.inf, np.inf
-        self.n_fit_ = int(len(joints))
+        self.n_fit_ = int(n)
         return self
 
     @property
@@ -218,6 +236,15 @@ class JointAnglePrior:
             out[start:start + _CHUNK] = self._check_soa(_ops.to_soa(joints[start:start + _CHUNK], self.dtype), need)
         return out
 
+    def check_stream(self, parts, *, min_valid_limbs: int | None = None):
+        """:meth:`check` of consecutive parts of one set (PoseSets or arrays), part by part: yields
+        one (n,) bool array per part. A pose's verdict depends on that pose alone, so the
+        concatenated verdicts equal :meth:`check` of the whole set whatever the parts."""
+        need = self.required_limbs(min_valid_limbs)
+        self._check_fitted()
+        for part in parts:
+            yield self.check(part, min_valid_limbs=need)
+
     def _check_soa(self, joints_soa: np.ndarray, need: int) -> np.ndarray:
         """Component-major joints (3, 17, n) -> (n,) bool, at least ``need`` limbs valid."""
         ok = self._is_valid_soa(joints_soa.astype(self.dtype, copy=False))
@@ -255,3 +282,31 @@ class JointAnglePrior:
             prior.length_ratio_high_ = z["length_ratio_high"]
             prior.n_fit_ = int(z["n_fit"])
         return prior
+
+
+# ---------------------------------------------------------------------- stored sets, streamed
+def fit_dataset(prior: JointAnglePrior, dataset) -> JointAnglePrior:
+    """Fit ``prior`` on a stored pose set (a folder path or a :class:`~posecurator.poseset.PoseStore`,
+    e.g. a selection) chunk by chunk: equal to ``prior.fit(PoseSet.load(path))``."""
+    return prior.fit_stream(_store(dataset).iter_chunks(columns=["joints3d"]))
+
+
+def check_dataset(prior: JointAnglePrior, dataset, *, min_valid_limbs: int | None = None) -> np.ndarray:
+    """(N,) bool plausibility of every pose of a stored set (folder path or PoseStore), read chunk
+    by chunk: memory is one stored chunk plus the N-byte mask. Equal to ``prior.check`` of the
+    loaded set (the verdict of a pose depends on that pose alone)."""
+    store = _store(dataset)
+    out = np.empty(len(store), dtype=bool)
+    pos = 0
+    for ok in prior.check_stream(store.iter_chunks(columns=["joints3d"]), min_valid_limbs=min_valid_limbs):
+        if pos + len(ok) > len(out):
+            raise ValueError(f"{store.path}: the chunks hold more rows than the header's {len(out)}")
+        out[pos:pos + len(ok)] = ok
+        pos += len(ok)
+    if pos != len(out):
+        raise ValueError(f"{store.path}: the chunks hold {pos} rows, the header says {len(out)}")
+    return out
+
+
+def _store(dataset) -> PoseStore:
+    return dataset if isinstance(dataset, PoseStore) else PoseStore(dataset)

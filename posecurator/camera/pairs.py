@@ -102,6 +102,22 @@ def sample_training_pairs(poses: PoseSet, *, rng: np.random.Generator, sampler: 
     return x2d, y3d, pose_index.astype(np.int64)
 
 
+def sample_training_pairs_from_store(store, *, rng: np.random.Generator, sampler: RandomCameraSampler | None = None,
+                                     n_views: int = 1, index: np.ndarray | None = None,
+                                     noise_px: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`sample_training_pairs` of a stored set opened lazily (a :class:`~posecurator.poseset.PoseStore`),
+    reading only the rows ``index`` asks for (their 3D joints): the pairs, random draws and
+    returned ``pose_index`` are those of the in-memory call on the loaded set with the same ``rng``
+    (the draws depend on the gathered poses alone, in order). Memory: the selected rows and their
+    pairs, never the whole set."""
+    if n_views < 1:
+        raise ValueError(f"n_views must be >= 1, got {n_views}")
+    index = np.arange(len(store), dtype=np.int64) if index is None else np.asarray(index, dtype=np.int64)
+    rows = store.take(index, columns=["joints3d"])  # rows in index order, repeats kept
+    x2d, y3d, _ = sample_training_pairs(rows, rng=rng, sampler=sampler, n_views=n_views, noise_px=noise_px)
+    return x2d, y3d, np.tile(index, n_views)
+
+
 def as_unlabeled_2d(poses: PoseSet, cameras: CameraBatch, pixels: np.ndarray, *, name: str = "random") -> PoseSet:
     """``poses`` seen as 2D only: ``pixels`` (N, J, 2) (their projection through ``cameras``, one
     per pose, noise and all) with every joint labelled, one camera-table row per pose

@@ -20,6 +20,7 @@ def register(sub, add_parser, commands: dict) -> None:
                    "  posecurator add hdm05_train.pcs -o runs/add-bayes --search bayes --n-trials 10\n"
                    "  posecurator add hdm05_train.pcs -o runs/add-shift --search bayes --val-cut neighbourhood\n"
                    "  posecurator add ../shared/data/hdm05 -o runs/add --config add.json   # add.json: ADDConfig fields\n"
+                   "  posecurator add big.pcs -o runs/add-ray --shard-size 65536 --search bayes --search-batch 2 --engine ray --workers 2\n"
                    "  posecurator evaluate runs/add test.pcs --json                        # the final lifter\n"
                    "writes RUN_DIR/distilled.pcs, lifter/ (also RUN_DIR itself is evaluable), reference/,\n"
                    "summary.json, add_config.json and plots/*.png\n")
@@ -33,10 +34,16 @@ def register(sub, add_parser, commands: dict) -> None:
     s.add_argument("--search", choices=["none", "multiscale", "bayes"], help="search of the multiplier (multiscale) "
                    "or of keep, multiplier and w (bayes, Optuna) on a validation split (default none)")
     s.add_argument("--n-trials", type=int, help="Optuna trials for --search bayes (default 8)")
+    s.add_argument("--search-batch", type=int, metavar="B", help="--search bayes: trials asked at once and run side by "
+                   "side on the engine (default 1 = one after the other; B changes the search, the engine never does)")
+    s.add_argument("--shard-size", type=int, metavar="N", help="children per independently seeded shard of a generation "
+                   "(default: the config's evolution.shard_size, else one random stream; --engine ray needs shards; "
+                   "0 = one random stream)")
     s.add_argument("--retrain", choices=["finetune", "scratch"], help="final lifter: fine-tune the reference (default) or from scratch")
     s.add_argument("--preset", help="lifter training preset: fast | default | large (default fast)")
     s.add_argument("--noise-px", type=float, help="2D noise (px) while training and scoring (default 0)")
     add_val_cut_argument(s, judged="the searches and the best epoch")
+    _add_engine_arguments(s, what="the shards of each generation and the --search bayes trials")
     commands["add"] = cmd_add
 
     s = add_parser(sub, "augment", "Evolutionary augmentation only (TAG-Net operators + the learned plausibility prior).",
@@ -83,6 +90,10 @@ def register(sub, add_parser, commands: dict) -> None:
     s.add_argument("--noise-px", type=float, default=None, help="lifter_error: 2D noise (default: the run's training noise)")
     s.add_argument("--views", type=int, default=None, help="lifter_error: random cameras per pose (default 1); "
                    "target_coverage / target_novelty: virtual cameras per 3D pose (default 8)")
+    s.add_argument("--fit-sample", type=int, default=None, metavar="N",
+                   help="density fitted on DATASET itself: poses of a seeded sample the mixture is fitted on (default "
+                        "50000); a stored set is then streamed (the sample read alone, every pose scored against the set, "
+                        "in sample, as in memory)")
     _add_engine_arguments(s, what="the blocks of a stored set scored by a scorer fitted elsewhere (--reference, --run; "
                                   "lifter_error keeps one random stream and runs here)")
     commands["score"] = cmd_score
@@ -114,12 +125,20 @@ def _add_config(args):
     config = load_add_config(args.config) if getattr(args, "config", None) else ADDConfig()
     changes = {}
     for arg, key in (("multiplier", "multiplier"), ("keep", "keep"), ("w", "w"), ("seed", "seed"), ("search", "search"),
-                     ("n_trials", "n_trials"), ("retrain", "retrain"), ("preset", "lifter_preset"), ("noise_px", "noise_px")):
+                     ("n_trials", "n_trials"), ("search_batch", "search_batch"), ("retrain", "retrain"),
+                     ("preset", "lifter_preset"), ("noise_px", "noise_px")):
         value = getattr(args, arg, None)
         if value is not None:
             changes[key] = value
     if getattr(args, "val_cut", None) is not None:
         changes["lifter"] = {**config.lifter, "val_cut": args.val_cut}
+    shard_size = getattr(args, "shard_size", None)
+    if shard_size is not None:
+        if shard_size < 0:
+            raise PoseCuratorError(f"--shard-size must be >= 0 (0 = one random stream), got {shard_size}")
+        import dataclasses
+
+        changes["evolution"] = dataclasses.replace(config.evolution, shard_size=shard_size or None)
     return config.replace(**changes) if changes else config
 
 
@@ -161,6 +180,9 @@ def cmd_add(args):
             import optuna  # noqa: F401
         except ImportError:
             raise PoseCuratorError("--search bayes needs Optuna: pip install optuna") from None
+    if args.engine != "local" and config.evolution.shard_size is None:
+        raise PoseCuratorError(f"--engine {args.engine} breeds each generation in independently seeded shards: give "
+                               "--shard-size N (or evolution.shard_size in --config); one random stream runs here")
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise DataError(out, "exists and is not a folder")
@@ -169,8 +191,12 @@ def cmd_add(args):
     from posecurator.cli.commands_report import recorded_command, write_run_report
     from posecurator.report.plots import render_add_plots
 
-    with recorded_command(out, args):
-        summary = run_add(train, out, config, progress=not args.quiet, log=_log(args), render=render_add_plots)
+    with recorded_command(out, args), _engine(args) as engine:
+        if engine.parallel and config.search == "bayes" and config.search_batch == 1:
+            _log(args)(f"[add] the {config.n_trials} search trials run one after the other (--search-batch B runs B "
+                       "side by side; it changes the search, the engine never does)")
+        summary = run_add(train, out, config, progress=not args.quiet, log=_log(args), render=render_add_plots,
+                          engine=engine)
     s, lf = summary["sizes"], summary["lifters"]
     ref, fin = lf["reference"]["best_val_mpjpe"], lf["final"]["best_val_mpjpe"]
     print(f"ADD: {s['train_part']} original + {s['distilled']} distilled poses (x{s['multiplier_achieved']:.2f}); "
@@ -256,6 +282,13 @@ def cmd_score(args):
     # by chunk: only the scores are held, whatever the size of the set (scoring.stream).
     stream = _is_stored_set(args.dataset) and (
         args.scorer == "lifter_error" or (args.scorer in ("density", "vae_recon") and (args.reference or args.run)))
+    if args.fit_sample is not None and (args.scorer != "density" or args.reference):
+        raise PoseCuratorError("--fit-sample is for --scorer density fitted on DATASET itself (no --reference)")
+    if args.fit_sample is not None and args.fit_sample < 3:
+        raise PoseCuratorError(f"--fit-sample must be >= 3, got {args.fit_sample}")
+    if args.scorer == "density" and not args.reference and _is_stored_set(args.dataset):
+        # fitted on the set itself: a seeded sample read alone, then one streamed pass (scoring.self_fit)
+        return _score_density_self_streamed(args, out)
     ps = _peek(args.dataset) if stream else _load(args.dataset, args)
     if args.scorer in TARGET_SCORERS:
         scorer = _target_scorer(args, ps)
@@ -265,7 +298,7 @@ def cmd_score(args):
         _require_3d(ps, args.dataset)
         reference = _load(args.reference, args) if args.reference else ps
         _require_3d(reference, args.reference or args.dataset)
-        scorer = DensityScorer(seed=args.seed).fit(reference)
+        scorer = DensityScorer(seed=args.seed, **({} if args.fit_sample is None else {"max_fit_samples": args.fit_sample})).fit(reference)
     elif args.scorer == "lifter_error":
         from posecurator.pipelines.add import lifter_error_scorer
 
@@ -295,12 +328,37 @@ def cmd_score(args):
         raise DataError(args.dataset, str(e)) from None
     out.parent.mkdir(parents=True, exist_ok=True)
     save_scores(out, sample_id, scores)
+    n_bad = int((~np.isfinite(scores)).sum())
+    print(f"{args.scorer}: {len(scores)} poses ({n_bad} non-finite); {_stats(scores)}; "
+          f"higher = {scorer.higher_means} -> {out}")
+
+
+def _score_density_self_streamed(args, out):
+    from posecurator.scoring.self_fit import density_self_scores
+    from posecurator.selection.bins import save_scores
+
+    if args.engine != "local":
+        raise PoseCuratorError(f"--engine {args.engine}: the density scorer fitted on DATASET itself streams in this "
+                               "process; fit it elsewhere (--reference) to score blocks on an engine")
+    _require_3d(_peek(args.dataset), args.dataset)
+    try:
+        scorer, sample_id, scores, info = density_self_scores(
+            args.dataset, seed=args.seed, progress=not args.quiet,
+            **({} if args.fit_sample is None else {"max_fit_samples": args.fit_sample}))
+    except ValueError as e:
+        raise DataError(args.dataset, str(e)) from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_scores(out, sample_id, scores)
+    print(f"density: {len(scores)} poses; {_stats(scores)}; higher = {scorer.higher_means}; {info.describe()} -> {out}")
+
+
+def _stats(scores) -> str:
+    import numpy as np
+
     finite = scores[np.isfinite(scores)]
-    stats = "no finite scores" if len(finite) == 0 else (
+    return "no finite scores" if len(finite) == 0 else (
         f"mean {finite.mean():.4g}, std {finite.std():.4g}, min {finite.min():.4g}, median {np.median(finite):.4g}, "
         f"max {finite.max():.4g}")
-    print(f"{args.scorer}: {len(scores)} poses ({len(scores) - len(finite)} non-finite); {stats}; "
-          f"higher = {scorer.higher_means} -> {out}")
 
 
 def _target_2d(args):

@@ -18,6 +18,7 @@ DIFFICULTY_EXAMPLES = """\
   posecurator difficulty ../shared/data/hdm05 -o diff-hdm05                    # 3D VAE, 25 bins
   posecurator difficulty bandai.pcs -o diff-bandai --bins 10 --seed 1
   posecurator difficulty ../shared/data/hdm05 -o diff-hdm05-insample --crossfit 0  # one VAE scores its own training set
+  posecurator difficulty ../shared/data/hdm05 -o diff-hdm05 --engine ray --workers 5  # the 5 fold VAEs side by side
   posecurator difficulty ../shared/data/coco/person_keypoints_train2017_subset2155.json -o diff-coco --space 2d \\
       --heldout ../shared/data/coco/person_keypoints_val2017_subset2213.json     # 2D, scores a held-out set too
   posecurator train bandai.pcs -o runs/hard --sampler hard:0.33 --scores diff-bandai/scores.npz
@@ -64,6 +65,9 @@ def register(sub, add_parser, commands: dict) -> None:
     s.add_argument("--min-keypoints", type=int, default=8,
                    help="2D only: leave out poses with fewer labelled joints (default 8; 0 keeps all)")
     s.add_argument("--crossfit", type=int, default=5, metavar="K", help=CROSSFIT_HELP)
+    from posecurator.cli.commands_add import _add_engine_arguments
+
+    _add_engine_arguments(s, what="the --crossfit fold VAEs train (each seeded by the config alone)")
     commands["difficulty"] = cmd_difficulty
 
     s = add_parser(sub, "vae-bench", "The VAE difficulty-sampling experiment on a split: all of the source / a random third / the VAE-hardest "
@@ -113,11 +117,17 @@ def cmd_difficulty(args) -> None:
     if args.bins < 1:
         raise PoseCuratorError(f"--bins must be >= 1, got {args.bins}")
     crossfit = _crossfit_arg(args.crossfit)
+    if args.engine != "local" and crossfit is None:
+        raise PoseCuratorError(f"--engine {args.engine} trains the fold VAEs of --crossfit K side by side; with "
+                               f"--crossfit {args.crossfit} one VAE trains here (use --engine local)")
     options = _vae_options(args.config, args.epochs)
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr))
+    from posecurator.cli.commands_add import _engine
     from posecurator.cli.commands_report import recorded_command, write_run_report
+    from posecurator.scoring.crossfit import fold_engine
 
-    with recorded_command(args.output, args):
+    # the pipeline does not pass an engine down: the cross-fit scorer takes it from fold_engine
+    with recorded_command(args.output, args), _engine(args) as engine, fold_engine(engine if engine.parallel else None):
         res = run_difficulty(args.dataset, out_dir=args.output, k=args.bins, space=args.space, seed=args.seed,
                              vae_config=options, heldout=args.heldout, mapping=args.mapping, n_gallery=args.gallery,
                              min_keypoints=args.min_keypoints, crossfit=crossfit,

@@ -215,7 +215,7 @@ HELP = {
         "error_views": "random cameras per pose for the lifter-error term",
         "multiplier": "train part + distilled data = multiplier x train part (scale distillation)",
         "population": "all | last: which generations the distilled data comes from", "search": "none | multiscale | bayes",
-        "n_trials": "trials of the bayes search", "search_epochs": "fraction of the lifter's epochs a search candidate trains",
+        "n_trials": "trials of the bayes search", "search_batch": "bayes trials asked and run at once (1 = one after the other; engine workers run a batch side by side)", "search_epochs": "fraction of the lifter's epochs a search candidate trains",
         "multiscale_whole": "multipliers of the multiscale search's first level", "multiscale_levels": "levels of the multiscale search",
         "bayes_keep": "range (or one value) of keep for the bayes search", "bayes_multiplier": "range (or value) of the multiplier",
         "bayes_w": "range (or value) of w", "retrain": "finetune (from the reference lifter, as the paper) | scratch",

@@ -51,11 +51,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("dataset")
     s.add_argument("--json", action="store_true", help="print one JSON object")
 
-    s = _add(sub, "export", "Write a dataset in another project's layout (VideoPose3D or mmpose Human3.6M npz).",
-             "  posecurator export hdm05.pcs --format videopose3d -o data_3d_hdm05.npz\n  posecurator export hdm05.pcs --format mmpose -o h36m_hdm05.npz\n")
+    s = _add(sub, "export", "Write a dataset, or the rows of it a selection keeps, in another project's layout (VideoPose3D or "
+             "mmpose Human3.6M npz) or as a posecurator set (pcs, streamed chunk by chunk).",
+             "  posecurator export hdm05.pcs --format videopose3d -o data_3d_hdm05.npz\n  posecurator export hdm05.pcs --format mmpose -o h36m_hdm05.npz\n"
+             "  posecurator export big.pcs --format pcs -o plausible.pcs --plausible-only --prior-from bandai.pcs\n"
+             "  posecurator export big.pcs --format pcs -o kept.pcs --scores density.npz --keep-lowest 0.8\n"
+             "pcs streams (memory: a chunk plus a few bytes per pose); videopose3d and mmpose hold every exported\n"
+             "pose in one npz, so the kept rows are loaded\n")
     s.add_argument("dataset")
-    s.add_argument("--format", required=True, choices=["videopose3d", "mmpose"])
+    s.add_argument("--format", required=True, choices=["videopose3d", "mmpose", "pcs"])
     s.add_argument("-o", "--output", required=True)
+    s.add_argument("--plausible-only", action="store_true",
+                   help="keep only the poses the joint-angle prior passes (needs --prior-from)")
+    s.add_argument("--prior-from", metavar="REFERENCE", help="--plausible-only: the real poses the prior is learned from "
+                   "(a dataset, streamed) or a saved prior (.npz of JointAnglePrior.save)")
+    s.add_argument("--scores", metavar="SCORES", help="score file (of `posecurator score`, keyed by sample_id) for --keep-lowest")
+    s.add_argument("--keep-lowest", type=float, metavar="F", help="keep the fraction F of poses with the lowest --scores "
+                   "(ties by position; of the plausible ones with --plausible-only): ADD's quality distillation of one score")
 
     s = _add(sub, "train", "Train the 2D-to-3D lifter (validation split cut from the training data; resumable).",
              "  posecurator train hdm05.pcs -o runs/base\n  posecurator train hdm05.pcs -o runs/big --preset large --seed 1\n"
@@ -103,13 +115,22 @@ def build_parser() -> argparse.ArgumentParser:
     s = _add(sub, "bench", "Run a split of ../shared/BENCHMARK.md (all methods, seeds, GT and noisy 2D) and print its table.",
              "  posecurator bench hdm05-xsub\n  posecurator bench bandai-to-hdm05 --data ../shared/data --seeds 0 1 2\n"
              "  posecurator bench custom --train my_train/ --test my_test/ --mapping rig.yaml\n"
-             "  posecurator bench hdm05-to-cmu --jobs 2 --methods baseline full_aug random_subset quality_only scale_only add add_optuna\n")
+             "  posecurator bench hdm05-to-cmu --jobs 2 --methods baseline full_aug random_subset quality_only scale_only add add_optuna\n"
+             "  posecurator bench hdm05-xsub --engine ray --workers 6                  # the 6 (setting, seed) pairs as Ray tasks\n")
     add_split_arguments(s, default_settings=["gt", "noisy"], default_methods=["baseline"])
     s.add_argument("-o", "--output", default=None, help="output folder (default bench-out/SPLIT)")
     s.add_argument("--table-only", action="store_true", help="train nothing: tabulate the runs already finished in the output folder")
     s.add_argument("--jobs", type=int, default=1,
                    help="processes running (setting, seed) pairs side by side (each trains on one CPU thread; "
-                        "default 1). The results do not depend on it")
+                        "default 1). The results do not depend on it. With --engine ray: tasks at once (as --workers)")
+    s.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="where the (setting, seed) pairs run: local (this machine: one after the other, or --jobs "
+                        "processes) or ray (Ray tasks on a local 127.0.0.1 cluster, or --address); results are identical")
+    s.add_argument("--address", default=None, metavar="ADDR",
+                   help="--engine ray: HOST:PORT of a running cluster (ray start --head), or auto; the output folder "
+                        "must be on a file system every node mounts")
+    s.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="--engine ray: pairs at once (default: --jobs when above 1, else the cluster's CPUs)")
     add_val_cut_argument(s, judged="every method's best epoch and ADD's searches")
 
     s = _add(sub, "demo", "The main job on an embedded default: DeepMimic reference clips shipped in pybullet -> train -> evaluate, then ADD.",
@@ -166,15 +187,94 @@ def cmd_info(args):
 
 
 def cmd_export(args):
+    import numpy as np
+
     from posecurator.io import h36m_npz
     from posecurator.pipelines.splits import load_dataset
+    from posecurator.poseset import META_FILE, PoseSet
 
-    ps = load_dataset(args.dataset, progress=not args.quiet)
-    if args.format == "videopose3d":
-        h36m_npz.write_videopose3d_npz(ps, args.output)
+    if args.keep_lowest is not None and not args.scores:
+        raise PoseCuratorError("--keep-lowest needs --scores SCORES (the score file it ranks)")
+    if args.scores and args.keep_lowest is None:
+        raise PoseCuratorError("--scores is ranked by --keep-lowest F; give the fraction to keep")
+    if args.keep_lowest is not None and not 0.0 <= args.keep_lowest <= 1.0:
+        raise PoseCuratorError(f"--keep-lowest must be a fraction in [0, 1], got {args.keep_lowest}")
+    if args.plausible_only != bool(args.prior_from):
+        raise PoseCuratorError("--plausible-only and --prior-from go together: the prior must learn from other poses "
+                               "(real ones) than those it checks; one fitted on the set itself passes every pose")
+    # A stored set is selected and (as pcs) written block by block, holding only the (N,) mask and
+    # scores; anything else (an importable file or folder) is loaded and selected in memory.
+    stored = (Path(args.dataset) / META_FILE).is_file()
+    store = PoseSet.open(args.dataset) if stored else None
+    ps = None if stored else load_dataset(args.dataset, progress=not args.quiet)
+    n = len(store) if stored else len(ps)
+    mask, notes = None, []
+    try:
+        if args.plausible_only:
+            from posecurator.augment.plausibility import check_dataset
+
+            prior = _export_prior(args)
+            mask = check_dataset(prior, store) if stored else prior.check(ps)
+            notes.append(f"{int(mask.sum())} of {n} plausible")
+        if args.scores:
+            from posecurator.selection.bins import align_scores, load_scores
+            from posecurator.selection.distill import lowest_fraction_mask
+
+            ids, sc = load_scores(args.scores)
+            scores = align_scores(store.column("sample_id") if stored else ps.sample_id, ids, sc, path=args.scores)
+            low = np.zeros(n, dtype=bool)
+            rows = np.arange(n) if mask is None else np.flatnonzero(mask)
+            low[rows[lowest_fraction_mask(scores[rows], keep=args.keep_lowest)]] = True
+            mask = low
+            notes.append(f"lowest {args.keep_lowest:g} of the scores")
+    except DataError:
+        raise  # names its own file (the score file, the prior's source)
+    except ValueError as e:
+        raise DataError(args.dataset, str(e)) from None
+    if args.format == "pcs":
+        if stored:
+            from posecurator.selection.stream import write_selection
+
+            written = write_selection(store, mask, args.output)
+        else:
+            written = len(ps if mask is None else ps.subset(mask))
+            (ps if mask is None else ps.subset(mask)).save(args.output)
     else:
-        h36m_npz.write_mmpose_h36m_npz(ps, args.output)
-    print(f"wrote {len(ps)} poses in {args.format} layout -> {args.output}")
+        if stored:  # these formats hold every pose in one npz: the kept rows are loaded
+            ps = store.load() if mask is None else store.select(mask).load()
+        elif mask is not None:
+            ps = ps.subset(mask)
+        written = len(ps)
+        if args.format == "videopose3d":
+            h36m_npz.write_videopose3d_npz(ps, args.output)
+        else:
+            h36m_npz.write_mmpose_h36m_npz(ps, args.output)
+    kept = f" ({'; '.join(notes)})" if notes else ""
+    print(f"wrote {written} of {n} poses{kept} in {args.format} layout -> {args.output}")
+
+
+def _export_prior(args):
+    """The joint-angle prior of ``export --prior-from``: a saved prior (.npz file), or one learned
+    (with the defaults of `posecurator augment`) from a dataset, streamed when it is a stored set."""
+    from posecurator.augment.plausibility import JointAnglePrior, fit_dataset
+    from posecurator.pipelines.splits import load_dataset
+    from posecurator.poseset import META_FILE
+
+    src = Path(args.prior_from)
+    if src.is_file() and src.suffix == ".npz":
+        try:
+            return JointAnglePrior.load(src)
+        except (OSError, KeyError, ValueError) as e:
+            raise DataError(src, f"not a saved joint-angle prior: {e}") from None
+    prior = JointAnglePrior()
+    try:
+        if (src / META_FILE).is_file():
+            return fit_dataset(prior, src)
+        return prior.fit(load_dataset(src, progress=not args.quiet))
+    except DataError:
+        raise
+    except ValueError as e:
+        raise DataError(src, str(e)) from None
 
 
 def cmd_train(args):
@@ -262,6 +362,12 @@ def cmd_evaluate(args):
 def cmd_bench(args):
     from posecurator.pipelines.bench import run_bench, run_bench_parallel
 
+    if args.jobs < 1:
+        raise PoseCuratorError(f"--jobs must be >= 1, got {args.jobs}")
+    if args.engine == "local" and (args.address or args.workers is not None):
+        raise PoseCuratorError("--address and --workers go with --engine ray (local processes: --jobs N)")
+    if args.engine != "local" and args.workers is not None and args.jobs > 1 and args.workers != args.jobs:
+        raise PoseCuratorError(f"--jobs {args.jobs} and --workers {args.workers} disagree; with --engine ray give one")
     split = split_from_args(args, "bench")
     out = Path(args.output or Path("bench-out") / split.name)
     config = load_train_config(args.config) if args.config else None
@@ -270,8 +376,6 @@ def cmd_bench(args):
 
         config = config or TrainConfig.preset(args.preset, **split.train_overrides)
         config.val_cut = args.val_cut
-    if args.jobs < 1:
-        raise PoseCuratorError(f"--jobs must be >= 1, got {args.jobs}")
     if any("optuna" in m for m in args.methods):  # say it now, not after the baseline has trained
         try:
             import optuna  # noqa: F401
@@ -281,10 +385,17 @@ def cmd_bench(args):
                   config=config, log=lambda m: print(m, file=sys.stderr))
     from posecurator.cli.commands_report import recorded_command, write_run_report
 
+    parallel = not args.table_only and (args.jobs > 1 or args.engine != "local")
     with recorded_command(out, args):
-        if args.jobs > 1 and not args.table_only:
+        if parallel and args.engine != "local":
+            from posecurator.engine import make_engine
+
+            workers = args.workers if args.workers is not None else (args.jobs if args.jobs > 1 else None)
+            with make_engine(args.engine, address=args.address, workers=workers) as engine:
+                run_bench_parallel(split, engine=engine, **kwargs)
+        elif parallel:
             run_bench_parallel(split, jobs=args.jobs, **kwargs)
-        res = run_bench(split, progress=not args.quiet, table_only=args.table_only or args.jobs > 1, **kwargs)
+        res = run_bench(split, progress=not args.quiet, table_only=args.table_only or parallel, **kwargs)
     print((out / "table.md").read_text())
     print(f"results: {out / 'results.json'} ({res['wall_time_s']:.0f} s)")
     write_run_report(out, args, kind="bench")

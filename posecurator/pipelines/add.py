@@ -67,7 +67,6 @@ from posecurator.selection.distill import (
     multiplier_objective,
     multiscale_multiplier_search,
     optuna_search,
-    params_objective,
 )
 from posecurator.train.trainer import LifterTrainer, TrainConfig, data_fingerprint, split_by_clip
 
@@ -89,7 +88,9 @@ class ADDConfig:
     ``error_normalization`` ("minmax" | "rank" | "robust"), ``error_views`` random cameras per
     pose for the lifter-error term. Scale distillation: ``multiplier`` (1.6, the paper's best:
     train part + distilled = 1.6 x train part), ``population`` ("all" | "last").
-    Search: ``search`` ("none" | "multiscale" | "bayes"), ``n_trials`` (bayes), ``search_epochs``
+    Search: ``search`` ("none" | "multiscale" | "bayes"), ``n_trials`` (bayes), ``search_batch``
+    (bayes: trials asked of the sampler at once and evaluated side by side on an engine; 1 = one after
+    the other, as before; the width changes the search, the engine never does), ``search_epochs``
     (fraction of the lifter's epochs a candidate trains), ``multiscale_whole`` and
     ``multiscale_levels`` (the paper: 1..10 and 3 levels), ``bayes_keep`` / ``bayes_multiplier`` /
     ``bayes_w`` (ranges, or one number to fix a parameter).
@@ -113,6 +114,7 @@ class ADDConfig:
     population: str = "all"
     search: str = "none"
     n_trials: int = 8
+    search_batch: int = 1
     search_epochs: float = 0.1
     multiscale_whole: list = field(default_factory=lambda: list(range(1, 11)))
     multiscale_levels: int = 3
@@ -143,6 +145,8 @@ class ADDConfig:
             (self.search in SEARCHES, f"search must be one of {', '.join(SEARCHES)}, got {self.search!r}"),
             (self.retrain in RETRAINS, f"retrain must be one of {', '.join(RETRAINS)}, got {self.retrain!r}"),
             (self.n_trials >= 1, f"n_trials must be >= 1, got {self.n_trials}"),
+            (isinstance(self.search_batch, int) and self.search_batch >= 1,
+             f"search_batch must be an integer >= 1, got {self.search_batch!r}"),
             (0.0 < self.search_epochs <= 1.0, f"search_epochs must lie in (0, 1], got {self.search_epochs}"),
             (0.0 < self.finetune_epochs <= 1.0, f"finetune_epochs must lie in (0, 1], got {self.finetune_epochs}"),
             (self.finetune_lr > 0, f"finetune_lr must be > 0, got {self.finetune_lr}"),
@@ -291,8 +295,9 @@ class ADDContext:
         return cls(config, train_cfg, train, train_part, val_part, prior, density, times)
 
     def scale_distiller(self, *, reference_dir, multiplier: float | None = None, keep: float | None = None,
-                        w: float | None = None, record: bool = False, progress: bool = False) -> ScaleDistiller:
-        """Quality + scale distillation around the reference lifter and the fitted reference distribution."""
+                        w: float | None = None, record: bool = False, progress: bool = False, engine=None) -> ScaleDistiller:
+        """Quality + scale distillation around the reference lifter and the fitted reference distribution
+        (``engine``: where the shards of each generation are bred, with ``evolution.shard_size`` set)."""
         cfg = self.config
         w = cfg.w if w is None else float(w)
         rationality = None
@@ -304,18 +309,13 @@ class ADDContext:
         distiller.fit(self.train_part)
         return ScaleDistiller(multiplier=cfg.multiplier if multiplier is None else float(multiplier), distiller=distiller,
                               prior=self.prior, evolution=cfg.evolution_config(), population=cfg.population,
-                              progress=progress, record=record)
+                              progress=progress, record=record, engine=engine)
 
     def candidate_trainer(self, *, reference_dir, work_dir: Path, log=None) -> Callable[[PoseSet], float]:
         """``train_eval(augmented) -> validation MPJPE`` for the searches: a cheap lifter
         (``search_epochs`` of the schedule) on train part + augmented, fine-tuned from the
         reference (or from scratch), judged on the validation part. Trial runs are deleted."""
-        if self.val_part is None:
-            raise PoseCuratorError("the multiplier search needs a validation split: set the lifter's val_fraction > 0")
-        cfg = self.config
-        cheap = finetune_config(self.train_config, epochs_fraction=cfg.search_epochs,
-                                lr_factor=cfg.finetune_lr if cfg.retrain == "finetune" else 1.0)
-        init = reference_dir if cfg.retrain == "finetune" else None
+        cheap, init = self._candidate_training(reference_dir)
         counter = [0]
 
         def train_eval(augmented: PoseSet) -> float:
@@ -329,6 +329,15 @@ class ADDContext:
             return err
 
         return train_eval
+
+    def _candidate_training(self, reference_dir) -> tuple[TrainConfig, object]:
+        """(config, init_from) of the cheap lifter a search candidate trains."""
+        if self.val_part is None:
+            raise PoseCuratorError("the multiplier search needs a validation split: set the lifter's val_fraction > 0")
+        cfg = self.config
+        cheap = finetune_config(self.train_config, epochs_fraction=cfg.search_epochs,
+                                lr_factor=cfg.finetune_lr if cfg.retrain == "finetune" else 1.0)
+        return cheap, (reference_dir if cfg.retrain == "finetune" else None)
 
     def retrain_config(self) -> TrainConfig:
         """The training config of the final lifter (fine-tuning: a fraction of the schedule)."""
@@ -345,8 +354,42 @@ class ADDContext:
                             val=self.val_part, init_from=init, progress=progress, resume=resume)
 
 
-def run_search(ctx: ADDContext, *, reference_dir, work_dir: Path, log=None) -> dict:
-    """The configured search; returns {"multiplier", "keep", "w", "search": SearchResult dict, "search_s"}."""
+@dataclass
+class SearchTrials:
+    """What every candidate of the Bayesian search needs, and the ``shared`` of its engine tasks
+    (:func:`search_trial`): a candidate distils its augmentation with its parameters, trains a
+    cheap lifter on train part + augmentation into ``work_dir/trial-NNN`` (deleted after) and is
+    judged by its best validation MPJPE. Candidate ``index`` (1, 2, ...) names its folder, so
+    candidates running side by side never share one; nothing else depends on the process."""
+
+    scale: ScaleDistiller
+    train_part: PoseSet
+    val_part: PoseSet
+    config: TrainConfig
+    init_from: object
+    work_dir: Path
+
+    def evaluate(self, index: int, params: dict) -> tuple[float, int]:
+        """(validation MPJPE, augmented poses) of candidate ``index`` with ``params`` (keep, multiplier, w)."""
+        augmented, _ = self.scale.with_params(**params).run(self.train_part)
+        run = self.work_dir / f"trial-{index:03d}"
+        res = train_lifter(with_augmentation(self.train_part, augmented), run, self.config, val=self.val_part,
+                           init_from=self.init_from)
+        shutil.rmtree(run, ignore_errors=True)
+        return float(res["best_val_mpjpe"]), len(augmented)
+
+
+def search_trial(shared: SearchTrials, item: tuple[int, dict]) -> tuple[float, int]:
+    """One candidate of the Bayesian search as an engine task (a module-level function: workers import it)."""
+    index, params = item
+    return shared.evaluate(index, params)
+
+
+def run_search(ctx: ADDContext, *, reference_dir, work_dir: Path, log=None, engine=None) -> dict:
+    """The configured search; returns {"multiplier", "keep", "w", "search": SearchResult dict, "search_s"}.
+
+    Bayes: ``search_batch`` candidates are asked at once and evaluated as tasks of ``engine``
+    (None = one after the other, here); the result depends on the config only, not on the engine."""
     cfg = ctx.config
     chosen = {"multiplier": cfg.multiplier, "keep": cfg.keep, "w": cfg.w}
     if cfg.search == "none":
@@ -354,19 +397,42 @@ def run_search(ctx: ADDContext, *, reference_dir, work_dir: Path, log=None) -> d
     t0 = time.perf_counter()
     shutil.rmtree(work_dir, ignore_errors=True)  # trial runs of a search a kill interrupted
     work_dir.mkdir(parents=True, exist_ok=True)
-    train_eval = ctx.candidate_trainer(reference_dir=reference_dir, work_dir=work_dir, log=log)
+    cheap, init = ctx._candidate_training(reference_dir)  # (fails first without a validation part)
     scale = ctx.scale_distiller(reference_dir=reference_dir)
     if cfg.search == "multiscale":
+        train_eval = ctx.candidate_trainer(reference_dir=reference_dir, work_dir=work_dir, log=log)
         result = multiscale_multiplier_search(multiplier_objective(scale, ctx.train_part, train_eval),
                                               whole=tuple(float(m) for m in cfg.multiscale_whole), levels=cfg.multiscale_levels)
         chosen["multiplier"] = float(result.best)
     else:
-        result = optuna_search(params_objective(scale, ctx.train_part, train_eval), n_trials=cfg.n_trials,
-                               keep=_range(cfg.bayes_keep), multiplier=_range(cfg.bayes_multiplier), w=_range(cfg.bayes_w),
-                               seed=int(cfg.seed))
+        trials = SearchTrials(scale, ctx.train_part, ctx.val_part, cheap, init, work_dir)
+        result = optuna_search(None, n_trials=cfg.n_trials, keep=_range(cfg.bayes_keep), multiplier=_range(cfg.bayes_multiplier),
+                               w=_range(cfg.bayes_w), seed=int(cfg.seed), batch=int(cfg.search_batch),
+                               evaluate_batch=_trial_batches(trials, engine, log))
         chosen.update({k: float(v) for k, v in result.best.items()})
     shutil.rmtree(work_dir, ignore_errors=True)
     return {**chosen, "search": result.to_dict(), "search_s": time.perf_counter() - t0}
+
+
+def _trial_batches(trials: SearchTrials, engine, log) -> Callable[[list], list]:
+    """``evaluate_batch`` of :func:`optuna_search`: a batch of candidates as tasks of ``engine``
+    (in order; numbered on from the last batch)."""
+    from posecurator.engine import LocalEngine
+
+    engine = LocalEngine() if engine is None else engine
+    counter = [0]
+
+    def evaluate_batch(params_list: list) -> list:
+        items = [(counter[0] + 1 + i, p) for i, p in enumerate(params_list)]
+        counter[0] += len(items)
+        errors = []
+        for (index, _), (err, n_aug) in zip(items, engine.map(search_trial, items, shared=trials)):
+            if log is not None:
+                log(f"[add] search candidate {index}: {n_aug} augmented poses -> validation MPJPE {err:.1f} mm")
+            errors.append(err)
+        return errors
+
+    return evaluate_batch
 
 
 def _range(value):
@@ -396,7 +462,7 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 
 def run_add(train: PoseSet, out_dir: str | os.PathLike, config: ADDConfig | None = None, *, progress: bool = True,
             log: Callable[[str], None] | None = None,
-            render: Callable[[Path], dict] | None = None) -> dict:
+            render: Callable[[Path], dict] | None = None, engine=None) -> dict:
     """AugData Distillation on ``train`` (3D poses, H36M17, mm); writes ``out_dir`` (see the
     module docstring) and returns the summary dict (also ``out_dir/summary.json``).
 
@@ -421,13 +487,21 @@ def run_add(train: PoseSet, out_dir: str | os.PathLike, config: ADDConfig | None
     resumes an interrupted lifter from its last checkpoint, redoes an interrupted search or
     distillation, and ends with the same files, byte for byte (timings aside); a changed config
     reruns from the first stage it changes. One process at a time writes ``out_dir``.
+
+    ``engine`` (:mod:`posecurator.engine`; None = this process): where the shards of each
+    generation are bred (``evolution.shard_size`` set; a parallel engine needs it) and the
+    Bayesian search's candidates are evaluated (``search_batch`` at once). The files do not
+    depend on it.
     """
     config = ADDConfig() if config is None else config
+    if engine is not None and getattr(engine, "parallel", False) and config.evolution.shard_size is None:
+        raise PoseCuratorError(f"ADD on the {engine.name} engine breeds in independently seeded shards: set "
+                               "evolution.shard_size in the ADD config (or --shard-size N); one random stream runs here")
     log = _default_log(progress) if log is None else log
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with output_lock(out, wait=False):
-        return _run_add(train, out, config, progress=progress, log=log, render=render)
+        return _run_add(train, out, config, progress=progress, log=log, render=render, engine=engine)
 
 
 # Code version of each stage of run_add: bump one when a change alters what that stage makes, so
@@ -447,7 +521,7 @@ def _fields(config: ADDConfig, names) -> dict:
     return {k: d[k] for k in names}
 
 
-def _run_add(train: PoseSet, out: Path, config: ADDConfig, *, progress: bool, log, render) -> dict:
+def _run_add(train: PoseSet, out: Path, config: ADDConfig, *, progress: bool, log, render, engine=None) -> dict:
     t_start = time.perf_counter()
     stages = StageCache(out, log=log, tag="[add]")
     # temporary files of writes a kill cut short (the lifters clean their own folders)
@@ -470,8 +544,12 @@ def _run_add(train: PoseSet, out: Path, config: ADDConfig, *, progress: bool, lo
 
     # without a search the stage only passes the configured parameters on
     search_fields = _SEARCH_FIELDS if config.search != "none" else ("search", "multiplier", "keep", "w")
-    k_search = stages.key("search", version=STAGE_VERSIONS["search"], config=_fields(config, search_fields), inputs=[k_ref])
-    chosen = stages.run("search", k_search, lambda resume: run_search(ctx, reference_dir=ref_dir, work_dir=out / "search", log=log))
+    search_key = _fields(config, search_fields)
+    if config.search == "bayes" and config.search_batch != 1:  # (1 keeps the keys of runs made before batches)
+        search_key["search_batch"] = config.search_batch
+    k_search = stages.key("search", version=STAGE_VERSIONS["search"], config=search_key, inputs=[k_ref])
+    chosen = stages.run("search", k_search, lambda resume: run_search(ctx, reference_dir=ref_dir, work_dir=out / "search",
+                                                                      log=log, engine=engine))
     if chosen["search"] is not None:
         log(f"[add] {config.search} search chose multiplier {chosen['multiplier']:.2f}, keep {chosen['keep']:.2f}, "
             f"w {chosen['w']:.2f} in {chosen['search_s']:.0f} s")
@@ -480,7 +558,8 @@ def _run_add(train: PoseSet, out: Path, config: ADDConfig, *, progress: bool, lo
     k_distill = stages.key("distill", version=STAGE_VERSIONS["distill"],
                            config={**_fields(config, _DISTILL_FIELDS), "chosen": params}, inputs=[k_search])
     folder = stages.folder("distill")
-    distill = stages.run("distill", k_distill, lambda resume: _distill(ctx, ref_dir, params, folder, progress=progress),
+    distill = stages.run("distill", k_distill, lambda resume: _distill(ctx, ref_dir, params, folder, progress=progress,
+                                                                       engine=engine),
                          outputs=[f"{STAGES_DIR}/distill/{DISTILL_SCORES}"])
     distilled, record = load_distilled(folder, distill, ctx)
     steps = distill["steps"]
@@ -526,10 +605,10 @@ class DistillRecord:
     dropped_components_: dict
 
 
-def _distill(ctx: ADDContext, ref_dir: Path, params: dict, folder: Path, *, progress: bool) -> dict:
+def _distill(ctx: ADDContext, ref_dir: Path, params: dict, folder: Path, *, progress: bool, engine=None) -> dict:
     """Scale distillation with the chosen parameters; its poses and scores go to ``folder``
     (``augmented.pcs``, ``dropped.pcs``, ``scores.npz``), the per-generation steps to the result."""
-    scale = ctx.scale_distiller(reference_dir=ref_dir, record=True, progress=progress, **params)
+    scale = ctx.scale_distiller(reference_dir=ref_dir, record=True, progress=progress, engine=engine, **params)
     distilled, steps = scale.run(ctx.train_part)
     for name, poses in (("augmented.pcs", distilled), ("dropped.pcs", scale.dropped_)):
         if len(poses):

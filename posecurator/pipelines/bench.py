@@ -199,26 +199,37 @@ def read_done_rows(path: Path) -> list[dict]:
     return rows
 
 
-def run_bench_parallel(split: Split, *, jobs: int, out_dir: str | Path, seeds=(0, 1, 2), settings=("gt", "noisy"),
-                       methods=("baseline",), preset: str = "fast", config: TrainConfig | None = None, log=print) -> None:
-    """Run the (setting, seed) pairs of a bench in ``jobs`` worker processes side by side.
+def run_bench_parallel(split: Split, *, jobs: int = 1, out_dir: str | Path, seeds=(0, 1, 2), settings=("gt", "noisy"),
+                       methods=("baseline",), preset: str = "fast", config: TrainConfig | None = None, log=print,
+                       engine=None) -> None:
+    """Run the (setting, seed) pairs of a bench side by side: in ``jobs`` local worker processes,
+    or as the tasks of ``engine`` (:mod:`posecurator.engine`, e.g. a Ray cluster; ``jobs`` is then
+    not used: the engine's workers are).
 
     The parts are imported into the cache first (once, in this process); each worker then runs
     :func:`run_bench` for one (setting, seed) into the same ``out_dir``, appending its finished
-    runs to ``runs.jsonl`` (one short line per run). Every method of a pair runs in one worker,
-    so what the ADD rows share per (setting, seed) is never built twice at once. The numbers are
-    those of a sequential bench: a run depends on its method, setting and seed only. Afterwards
-    tabulate with ``run_bench(..., table_only=True)``.
+    runs to ``runs.jsonl`` (one short line per run, in one O_APPEND write: lines of parallel
+    workers never interleave; on a multi-node cluster ``out_dir`` must be a file system every node
+    mounts). Every method of a pair runs in one worker, so what the ADD rows share per (setting,
+    seed) is never built twice at once; that is why the tasks are pairs, not single runs. The
+    numbers are those of a sequential bench: a run depends on its method, setting and seed only.
+    Pairs already finished in ``runs.jsonl`` are skipped by their worker. Afterwards tabulate with
+    ``run_bench(..., table_only=True)``.
     """
-    import multiprocessing as mp
-
     run_bench(split, out_dir=out_dir, seeds=seeds, settings=settings, methods=methods, preset=preset, config=config,
               progress=False, log=log, table_only=True)  # import (and check methods) before the workers start
     pairs = [(setting, seed) for seed in seeds for setting in settings]
     common = dict(out_dir=out_dir, methods=tuple(methods), preset=preset, config=config)
+    tasks = [(split, s, seed, common) for s, seed in pairs]
+    if engine is not None:
+        for setting, seed, wall in engine.map(bench_pair_task, tasks):
+            log(f"[bench] {setting} seed {seed}: every method finished ({wall:.0f} s)")
+        return
+    import multiprocessing as mp
+
     ctx = mp.get_context("spawn")  # fresh interpreters: no torch thread pools or open files shared by fork
     with ctx.Pool(processes=min(int(jobs), len(pairs)), maxtasksperchild=1) as pool:
-        for setting, seed, wall in pool.imap_unordered(_bench_pair, [(split, s, seed, common) for s, seed in pairs]):
+        for setting, seed, wall in pool.imap_unordered(_bench_pair, tasks):
             log(f"[bench] {setting} seed {seed}: every method finished ({wall:.0f} s)")
 
 
@@ -242,6 +253,12 @@ def _last_byte(path: Path, size: int) -> bytes:
     with open(path, "rb") as f:
         f.seek(size - 1)
         return f.read(1)
+
+
+def bench_pair_task(shared, task) -> tuple[str, int, float]:
+    """One (setting, seed) pair of :func:`run_bench_parallel` as an engine task (module-level:
+    workers import it; ``shared`` is not used)."""
+    return _bench_pair(task)
 
 
 def _bench_pair(task) -> tuple[str, int, float]:

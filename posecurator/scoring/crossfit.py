@@ -20,11 +20,18 @@ never saw its group.
 Direction and range are the wrapped scorer's (by the package's convention higher = more unusual
 / harder). Cost: K fits, each on about (K - 1) / K of the poses, plus one scoring pass over the set
 (each fold's poses in one batched call); ``new="full"`` adds one fit on everything.
+
+The K folds are independent, so they can be fitted as tasks of an engine
+(:mod:`posecurator.engine`): ``engine=`` or, for callers that do not pass one down (the VAE
+pipeline), :func:`fold_engine` around the call. A fold's result depends on its scorer and its
+poses only, so the scores are the same on every engine.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+import contextlib
+import contextvars
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -32,6 +39,32 @@ from posecurator.poseset import PoseSet
 from posecurator.scoring.base import PoseScorer
 
 NEW_POSE_MODES = ("mean", "full")
+
+# The engine the folds of CrossFitScorer.fit run on when the scorer names none (see fold_engine):
+# a context variable, so that a command can choose it without every layer in between passing it on.
+_FOLD_ENGINE: contextvars.ContextVar = contextvars.ContextVar("posecurator_crossfit_engine", default=None)
+
+
+@contextlib.contextmanager
+def fold_engine(engine) -> Iterator[None]:
+    """Within the block, every :class:`CrossFitScorer` without an ``engine`` of its own fits its
+    folds as tasks of ``engine`` (None: one after the other, here)."""
+    token = _FOLD_ENGINE.set(engine)
+    try:
+        yield
+    finally:
+        _FOLD_ENGINE.reset(token)
+
+
+def fit_fold(shared: tuple, item: tuple) -> tuple:
+    """One fold as an engine task (module-level: workers import it). ``shared = (poses, fold of
+    every pose)``, ``item = (k, unfitted scorer)``: the scorer fitted on every fold but k, and its
+    (M,) float64 scores of fold k's poses."""
+    poses, fold = shared
+    k, scorer = item
+    held = fold == k
+    est = scorer.fit(poses.subset(~held))
+    return est, np.asarray(est.score_samples(poses.subset(held)), dtype=np.float64)
 
 
 def assign_folds(groups, folds: int, *, seed: int = 0) -> np.ndarray:
@@ -74,6 +107,10 @@ class CrossFitScorer(PoseScorer):
     * ``group``: name of the PoseSet column whose values are kept together ("clip": whole clips),
       or None for one group per pose (plain K-fold);
     * ``seed``: seeds the fold assignment (:func:`assign_folds`, balanced by pose count);
+    * ``engine``: where the K folds are fitted (:mod:`posecurator.engine`; None = the engine of an
+      enclosing :func:`fold_engine`, else one after the other here). With an engine the K scorers
+      are made first (in fold order) and fitted as its tasks: each must not depend on which
+      process fits it (a scorer seeded by its own config does not);
     * ``new``: how :meth:`score_samples` scores poses that are not the training set: "mean" (the
       default) = the mean of the K fold scorers' scores. Those are the very scorers that produced
       the training poses' out-of-fold scores, fitted on the same number of poses, so a new pose's
@@ -97,7 +134,7 @@ class CrossFitScorer(PoseScorer):
     name = "crossfit"
 
     def __init__(self, make_scorer: Callable[[], PoseScorer], *, folds: int = 5, group: str | None = "clip",
-                 seed: int = 0, new: str = "mean"):
+                 seed: int = 0, new: str = "mean", engine=None):
         if not callable(make_scorer):
             raise TypeError("make_scorer must be a callable returning an unfitted PoseScorer")
         if int(folds) < 2:
@@ -109,6 +146,7 @@ class CrossFitScorer(PoseScorer):
         self.group = group
         self.seed = int(seed)
         self.new = new
+        self.engine = engine
 
     def groups_of(self, poses: PoseSet) -> np.ndarray:
         """(N,) the group of every pose: the ``group`` column, or the row index when it is None."""
@@ -125,11 +163,20 @@ class CrossFitScorer(PoseScorer):
         fold = assign_folds(groups, self.folds, seed=self.seed)
         oof = np.full(len(poses), np.nan, dtype=np.float64)
         estimators = []
-        for k in range(self.folds):
-            held = fold == k
-            est = self.make_scorer().fit(poses.subset(~held))
-            oof[held] = np.asarray(est.score_samples(poses.subset(held)), dtype=np.float64)
-            estimators.append(est)
+        engine = self.engine if self.engine is not None else _FOLD_ENGINE.get()
+        if engine is None:
+            for k in range(self.folds):
+                held = fold == k
+                est = self.make_scorer().fit(poses.subset(~held))
+                oof[held] = np.asarray(est.score_samples(poses.subset(held)), dtype=np.float64)
+                estimators.append(est)
+        else:
+            # every scorer made here, in fold order, as the loop makes them (a factory may name a
+            # fold's folder by its call count); the workers only fit and score
+            items = [(k, self.make_scorer()) for k in range(self.folds)]
+            for k, (est, scores) in enumerate(engine.map(fit_fold, items, shared=(poses, fold))):
+                oof[fold == k] = scores
+                estimators.append(est)
         self.estimators_, self.fold_, self.oof_scores_, self.n_folds_ = estimators, fold, oof, self.folds
         self.fold_groups_ = [np.unique(groups[fold == k]) for k in range(self.folds)]
         self.higher_means = getattr(estimators[0], "higher_means", self.higher_means)

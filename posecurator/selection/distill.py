@@ -46,7 +46,14 @@ from typing import Callable
 
 import numpy as np
 
-from posecurator.augment.evolution import EvolutionConfig, evolve_generation, next_sample_id
+from posecurator.augment.evolution import (
+    EvolutionConfig,
+    GenerationStats,
+    evolve_generation,
+    next_sample_id,
+    shard_rng,
+    shard_sizes,
+)
 from posecurator.augment.plausibility import JointAnglePrior
 from posecurator.poseset import PoseSet
 from posecurator.scoring.base import PoseScorer
@@ -228,11 +235,17 @@ class ScaleDistiller:
     ``dropped_`` (PoseSet of the children dropped by score, incl. the last generation's surplus),
     ``dropped_score_``, and ``kept_components_`` / ``dropped_components_`` (dicts of "novelty",
     "error" (mm; None without a rationality scorer), aligned likewise).
+
+    Randomness: with ``evolution.shard_size`` None (the default) every generation's children come
+    from one stream seeded by ``evolution.seed``; with a shard size, generation ``g`` (0, 1, ...
+    of this run) is bred in shards of that many children, shard ``k`` from its own generator
+    (:func:`~posecurator.augment.evolution.shard_rng` of seed, g, k), as tasks of ``engine``
+    (:mod:`posecurator.engine`; None = here), put together in shard order: the same on every engine.
     """
 
     def __init__(self, *, multiplier: float = 1.6, distiller: QualityDistiller | None = None,
                  prior: JointAnglePrior | None = None, evolution: EvolutionConfig | None = None,
-                 population: str = "all", progress: bool = False, record: bool = False):
+                 population: str = "all", progress: bool = False, record: bool = False, engine=None):
         if multiplier < 1.0:
             raise ValueError(f"multiplier must be >= 1 (the original counts), got {multiplier}")
         if population not in ("all", "last"):
@@ -244,6 +257,7 @@ class ScaleDistiller:
         self.population = population
         self.progress = progress
         self.record = record
+        self.engine = engine
 
     def run(self, original: PoseSet) -> tuple[PoseSet, list[ScaleStep]]:
         """The distilled augmentation (``round(multiplier * N) - N`` poses unless ``max_generations``
@@ -266,14 +280,17 @@ class ScaleDistiller:
         if self.progress and need:
             from tqdm import tqdm
             bar = tqdm(total=need, desc="ADD", unit="pose", leave=False)
-        for _ in range(config.max_generations):
+        for g in range(config.max_generations):
             if have >= need:
                 break
             remaining = need - have
             n_children = min(math.ceil(config.offspring_ratio * len(pop)),
                              math.ceil(remaining / (max(acceptance, 0.02) * distiller.keep) * 1.05) + 16)
-            children, st = evolve_generation(pop, n_children=n_children, rng=rng, config=config, prior=self.prior,
-                                             generation=generation, next_id=next_id)
+            if config.shard_size is None:
+                children, st = evolve_generation(pop, n_children=n_children, rng=rng, config=config, prior=self.prior,
+                                                 generation=generation, next_id=next_id)
+            else:
+                children, st = self._sharded_generation(pop, n_children, config, g, generation, next_id)
             acceptance = st.kept / st.made if st.made else 0.0
             t0 = time.perf_counter()
             if len(children):
@@ -314,6 +331,33 @@ class ScaleDistiller:
             self._store_record(rec, pop)
         return augmented, steps
 
+    def _sharded_generation(self, pop: PoseSet, n_children: int, config: EvolutionConfig, g: int, generation: int,
+                            next_id: int) -> tuple[PoseSet, GenerationStats]:
+        """One generation bred in shards (see the class docstring): the kept children in shard
+        order with ids ``next_id, next_id + 1, ...`` and frames 0, 1, ..., and the summed statistics."""
+        from posecurator.engine import LocalEngine
+
+        t0 = time.perf_counter()
+        sizes = shard_sizes(n_children, config.shard_size)
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        # a shard's ids start at next_id + the children before it: unique before the renumbering below
+        tasks = [((config.seed, g, k), m, next_id + int(starts[k])) for k, m in enumerate(sizes)]
+        engine = LocalEngine() if self.engine is None else self.engine
+        parts, made, operators, operators_kept = [], 0, {}, {}
+        for children, st in engine.map(breed_generation_shard, tasks, shared=(pop, config, self.prior, generation)):
+            parts.append(children)
+            made += st.made
+            for total, counts in ((operators, st.operators), (operators_kept, st.operators_kept)):
+                for name, c in counts.items():
+                    total[name] = total.get(name, 0) + c
+        children = PoseSet.concatenate(parts)
+        k = len(children)
+        children = children.replace(sample_id=next_id + np.arange(k, dtype=np.int64), frame=np.arange(k, dtype=np.int32))
+        stats = GenerationStats(generation=generation, population=len(pop), made=made, rejected=made - k, kept=k,
+                                seconds=time.perf_counter() - t0, operators=operators,
+                                operators_kept=dict(sorted(operators_kept.items())))
+        return children, stats
+
     def _store_record(self, rec: dict, pop: PoseSet) -> None:
         def cat(parts):
             return np.concatenate(parts) if parts else np.zeros(0)
@@ -341,6 +385,16 @@ class ScaleDistiller:
         if changes:
             raise ValueError(f"unknown parameters {sorted(changes)}; use multiplier, keep, w")
         return out
+
+
+def breed_generation_shard(shared: tuple, task: tuple) -> tuple[PoseSet, GenerationStats]:
+    """One shard of a sharded ADD generation as an engine task (module-level: workers import it).
+    ``shared = (population, evolution config, prior, generation)``; ``task = (shard key, children,
+    first id)``: the shard's kept children bred from its own generator."""
+    pop, config, prior, generation = shared
+    key, n, first_id = task
+    return evolve_generation(pop, n_children=n, rng=shard_rng(*key), config=config, prior=prior,
+                             generation=generation, next_id=first_id)
 
 
 # ---------------------------------------------------------------------- searches
@@ -389,13 +443,22 @@ def multiscale_multiplier_search(evaluate: Callable[[float], float], *, whole=tu
     return SearchResult(best=best, best_error=cache[best], history=history)
 
 
-def optuna_search(objective: Callable[[dict], float], *, n_trials: int = 20, keep=(0.5, 1.0), multiplier=(1.0, 5.0),
-                  w=(0.0, 1.0), seed: int = 0, timeout: float | None = None) -> SearchResult:
+def optuna_search(objective: Callable[[dict], float] | None, *, n_trials: int = 20, keep=(0.5, 1.0), multiplier=(1.0, 5.0),
+                  w=(0.0, 1.0), seed: int = 0, timeout: float | None = None, batch: int = 1,
+                  evaluate_batch: Callable[[list], list] | None = None) -> SearchResult:
     """Joint Bayesian optimisation (Optuna TPE) of keep fraction, multiplier (hundredths) and w.
 
     ``objective({"keep": k, "multiplier": m, "w": w}) -> validation error`` (lower is better).
     A range given as a single number fixes that parameter. Needs Optuna (``pip install optuna``
     or ``posecurator[search]``).
+
+    ``batch``: trials asked of the sampler at once (Optuna's ask / tell), then evaluated, then
+    told; 1 (the default) = one after the other, as ``study.optimize``. TPE suggests the trials of
+    a batch without each other's results, so the width changes the search (its first
+    ``n_startup_trials``, 10, are random draws either way and come out the same): the result depends
+    on the seed and the width, never on who evaluates. ``evaluate_batch(list of params) -> errors``
+    (in order) evaluates a batch, e.g. as tasks of an engine; default: ``objective`` on each in turn.
+    ``timeout`` (s): no new batch is asked after it.
     """
     try:
         import optuna
@@ -404,6 +467,13 @@ def optuna_search(objective: Callable[[dict], float], *, n_trials: int = 20, kee
 
         raise PoseCuratorError("the Bayesian search needs Optuna; install it with `pip install optuna` "
                                "(or `pip install posecurator[search]`)") from None
+    if int(batch) < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    if objective is None and evaluate_batch is None:
+        raise ValueError("give objective or evaluate_batch")
+    if evaluate_batch is None:
+        def evaluate_batch(params_list):
+            return [objective(p) for p in params_list]
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     history: list = []
 
@@ -412,15 +482,25 @@ def optuna_search(objective: Callable[[dict], float], *, n_trials: int = 20, kee
             return float(rng_)
         return trial.suggest_float(name, float(rng_[0]), float(rng_[1]), step=step)
 
-    def run_trial(trial):
-        params = {"keep": suggest(trial, "keep", keep, 0.01), "multiplier": suggest(trial, "multiplier", multiplier, 0.01),
-                  "w": suggest(trial, "w", w, 0.01)}
-        err = float(objective(params))
-        history.append({**params, "error": err})
-        return err
-
     study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed))
-    study.optimize(run_trial, n_trials=n_trials, timeout=timeout)
+    t0 = time.perf_counter()
+    done = 0
+    while done < n_trials and (timeout is None or time.perf_counter() - t0 < timeout):
+        trials = [study.ask() for _ in range(min(int(batch), n_trials - done))]
+        params = [{"keep": suggest(t, "keep", keep, 0.01), "multiplier": suggest(t, "multiplier", multiplier, 0.01),
+                   "w": suggest(t, "w", w, 0.01)} for t in trials]
+        try:
+            errors = [float(e) for e in evaluate_batch(params)]
+        except BaseException:
+            for t in trials:  # as study.optimize leaves a trial whose objective raised
+                study.tell(t, state=optuna.trial.TrialState.FAIL)
+            raise
+        if len(errors) != len(trials):
+            raise ValueError(f"evaluate_batch returned {len(errors)} errors for {len(trials)} trials")
+        for t, p, err in zip(trials, params, errors):
+            study.tell(t, err)
+            history.append({**p, "error": err})
+        done += len(trials)
     best = min(history, key=lambda h: h["error"])
     return SearchResult(best={k: best[k] for k in ("keep", "multiplier", "w")}, best_error=best["error"], history=history)
 
