@@ -173,6 +173,7 @@ def test_bench_runs_on_the_uda_splits_like_their_parents(name, train_file, share
     table = (tmp_path / "bench" / "table.md").read_text()
     assert "target val. reproj." in table and "target val. L/R asym. (%)" in table
     assert ("target val. bone CV (%)" in table) == (name != "hdm05-to-coco")
+    assert "Chosen by validation only (gt;" in table  # the validation-only choice under the table
     adapt = res["runs"][1]
     assert adapt["adapt"] == "reprojection"
     history = json.loads((Path(adapt["run_dir"]) / "history.json").read_text())["epochs"]

@@ -308,6 +308,21 @@ def summarize(runs: list[dict]) -> list[dict]:
     return out
 
 
+def _target_choice_lines(summary: list[dict]) -> list[str]:
+    """Below a domain-adaptation table: the row the validation-only rule chooses per 2D setting
+    (:func:`posecurator.pipelines.target_choice.choose_by_target_validation`)."""
+    from posecurator.pipelines.target_choice import choose_by_target_validation
+
+    out = []
+    for setting in dict.fromkeys(s["setting"] for s in summary):
+        choice = choose_by_target_validation(summary, setting=setting)
+        if choice is None:
+            continue
+        vetoed = ", ".join(f"{m} ({k})" for m, k in choice["vetoed"].items()) or "none"
+        out.append(f"Chosen by validation only ({setting}; {choice['rule']}): **{choice['method']}**; vetoed: {vetoed}.")
+    return [""] + out if out else []
+
+
 def _target_columns(summary: list[dict]):
     """Header, rule and a row's cells of the target validation figures present in ``summary``
     (a split with unlabeled target 2D): reprojection (mm), bone-length variation and left/right
@@ -346,7 +361,7 @@ def format_table(results: dict) -> str:
             + f"| {int(s.get('train_poses', 0))} | {s.get('data_amount', 1.0):.2f} | {s.get('gen_time_s', 0):.1f} "
             f"| {s.get('train_time_s', 0):.0f} | {s.get('train_poses_per_s') or 0:.0f} |"
         )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _target_choice_lines(results["summary"])) + "\n"
 
 
 def format_table_2d(results: dict) -> str:
@@ -370,4 +385,4 @@ def format_table_2d(results: dict) -> str:
                      + f" {people.get((s['method'], s['setting']), '-')} | {pm('val_mpjpe')} |"
                      + "".join(f" {c} |" for c in t_cells(s))
                      + f" {int(s.get('train_poses', 0))} | {s.get('train_time_s', 0):.0f} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _target_choice_lines(results["summary"])) + "\n"
