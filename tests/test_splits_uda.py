@@ -156,7 +156,8 @@ def test_bench_runs_on_the_uda_splits_like_their_parents(name, train_file, share
         train_file = folder
     split = split.with_train(str(shared_data / train_file) if isinstance(train_file, str) else str(train_file))
     config = TrainConfig.preset("fast", **{**TINY, **split.train_overrides})
-    methods = ("baseline", "adapt", "target_near33")  # the transfer rows (pipelines.bench_transfer) use the target
+    # the transfer rows (pipelines.bench_transfer) use the target; aug_target_hard also ADD's shared augmentation
+    methods = ("baseline", "adapt", "target_near33") + (("aug_target_hard",) if name == "hdm05-to-coco" else ())
     res = run_bench(split, out_dir=tmp_path / "bench", seeds=(0,), settings=split.settings or ("gt",), methods=methods,
                     config=config, progress=False, log=lambda m: None)
     assert [r["method"] for r in res["runs"]] == list(methods)
@@ -180,3 +181,6 @@ def test_bench_runs_on_the_uda_splits_like_their_parents(name, train_file, share
     assert history[0]["target_reproj_mm"] > 0 and history[0]["val_target_reproj_mm"] > 0
     assert res["runs"][2]["train_poses"] < res["runs"][0]["train_poses"]  # a third of the train part
     assert list((tmp_path / "bench" / "runs").glob("target-target_coverage-*.npz"))  # the scores are cached
+    if name == "hdm05-to-coco":  # children nearest the target poses the reference lifter reprojects worst
+        steered = res["runs"][3]
+        assert steered["hard_target_poses"] > 0 and steered["train_poses"] > res["runs"][0]["train_poses"]

@@ -20,6 +20,10 @@ method                        lifter
 ``target_novel33``            no adaptation: the third of the source the target shows most and the
                               rest of the source least (lowest ``target_novelty``), equal steps
 ``adapt_target_novel33``      ``target_novel33`` + adaptation
+``aug_target_hard``           as ``aug_target_near``, but nearest the third of the target's 2D
+                              that the reference lifter reprojects worst (PoseSyn's EEM on the
+                              target, out of sample; the seed's held-out target clips left out):
+                              augmentation steered towards the poses the estimator fails on
 ``aug_target_near``           ADD's full augmentation (the cached one of the ADD rows), then the
                               children nearest the target's 2D (lowest ``target_coverage``), as
                               many as ADD's distilled set (``multiplier`` - 1 = 0.6 x the train
@@ -167,7 +171,52 @@ def bench_aug_target_near(ctx: MethodContext) -> dict:
     return sh.row(ctx.work_dir, len(kept), train_s=res["wall_s"], gen_s=gen_s, score_s=score_s)
 
 
+def hard_target_rows(ctx: MethodContext, reference_dir, *, fraction: float = SUBSET_FRACTION) -> np.ndarray:
+    """Rows of the target the reference lifter reprojects worst (PoseSyn's EEM, 2D): the top
+    ``fraction`` by :class:`~posecurator.scoring.reprojection.ReprojectionErrorScorer` among the
+    target clips this seed does not hold out for validation (the validation figures stay clean).
+    The reference never trained on the target: its errors are out of sample."""
+    from posecurator.scoring.reprojection import ReprojectionErrorScorer
+    from posecurator.train.adaptation import held_out_target_clips
+    from posecurator.train.estimator import LifterEstimator
+
+    target = _need_target(ctx, "aug_target_hard")
+    err = ReprojectionErrorScorer(estimator=LifterEstimator(reference_dir)).fit(target).score_samples(target)
+    usable = np.isfinite(err) & ~held_out_target_clips(np.asarray(target.clip), fraction=ctx.config.target_val_fraction,
+                                                       seed=ctx.seed)
+    rows = np.flatnonzero(usable)
+    n = max(1, int(round(fraction * len(rows))))
+    return np.sort(rows[np.argsort(-err[rows], kind="stable")[:n]])
+
+
+def bench_aug_target_hard(ctx: MethodContext) -> dict:
+    """ADD's full augmentation, then the children nearest the target samples the reference lifter
+    fails on (:func:`hard_target_rows`), as many as ADD's distilled set: augmentation steered by
+    the estimator's error on the target (issue 13, item 3)."""
+    from posecurator.pipelines.add import _Shared, train_lifter, with_augmentation
+    from posecurator.scoring.base import get_scorer
+
+    target = _need_target(ctx, "aug_target_hard")
+    sh = _Shared(ctx)
+    aug, gen_s = sh.full_augmentation()
+    ref_dir, _ = sh.reference()
+    n0 = len(sh.ctx.train_part)
+    n = min(len(aug), max(0, int(round(sh.config.multiplier * n0)) - n0))
+    t0 = time.perf_counter()
+    hard = target.subset(hard_target_rows(ctx, ref_dir))
+    scores = get_scorer("target_coverage").fit(hard).score_samples(aug)
+    order = np.argsort(np.where(np.isfinite(scores), scores, np.inf), kind="stable")
+    kept = aug.subset(np.sort(order[:n]))
+    score_s = time.perf_counter() - t0
+    res = train_lifter(with_augmentation(sh.ctx.train_part, kept), ctx.work_dir, sh.train_cfg, val=sh.ctx.val_part,
+                       progress=ctx.progress)
+    row = sh.row(ctx.work_dir, len(kept), train_s=res["wall_s"], gen_s=gen_s, score_s=score_s)
+    row["hard_target_poses"] = len(hard)
+    return row
+
+
 bench.METHODS.update({
+    "aug_target_hard": bench_aug_target_hard,
     "aug_target_near": bench_aug_target_near,
     "adapt": bench_adapt,
     "adapt_cycle": bench_adapt_cycle,
