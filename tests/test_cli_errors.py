@@ -46,3 +46,15 @@ def test_warnings_of_a_successful_command_come_after(monkeypatch, capsys, tmp_pa
 
     code, err = _run(monkeypatch, capsys, tmp_path, ok)
     assert code == 0 and err.strip() == "posecurator info: warning: one clip only: the validation part is the last frames of that clip"
+
+
+
+def test_a_reader_that_stops_early_is_not_an_error(monkeypatch, capsys):
+    """`posecurator info X | head -1`: the reader closed the pipe; the command ends quietly (exit 0)
+    instead of reporting an internal error."""
+    def writes_into_a_closed_pipe(args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setitem(cli.COMMANDS, "info", writes_into_a_closed_pipe)
+    assert cli.main(["info", "x.pcs"]) == 0
+    assert "internal error" not in capsys.readouterr().err

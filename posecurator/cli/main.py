@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -279,6 +280,7 @@ def _export_prior(args):
 
 def cmd_train(args):
     from posecurator.pipelines.splits import load_dataset
+    from posecurator.poseset import META_FILE, PoseSet
     from posecurator.train.trainer import LifterTrainer, TrainConfig
 
     config = load_train_config(args.config) if args.config else TrainConfig.preset(args.preset or DEFAULT_LIFTER_PRESET)
@@ -312,7 +314,12 @@ def cmd_train(args):
         # without --scores, a pose VAE trained on the training rows scores them (the CLI injects it:
         # the selection layer does not train models)
         sampler = parse_sampler_spec(args.sampler, scores=args.scores, score_fn=vae_score_fn(progress=not args.quiet))
-    ps = load_dataset(args.dataset, progress=not args.quiet)
+    if sampler is None and (Path(args.dataset) / META_FILE).is_file():
+        # a stored set is trained on lazily (same run, bit for bit): only each epoch's rows are
+        # read; a sampler factory needs the train part in memory, so --sampler loads the set
+        ps = PoseSet.open(args.dataset)
+    else:
+        ps = load_dataset(args.dataset, progress=not args.quiet)
     target = None
     if args.target:
         target = load_dataset(args.target, progress=not args.quiet)
@@ -467,6 +474,14 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             print(f"posecurator {name}: interrupted", file=sys.stderr)
             return 130
+        except BrokenPipeError:
+            # the reader of our output went away (`posecurator info X | head`): not an error of ours;
+            # stdout is pointed at /dev/null so the interpreter's final flush does not fail again
+            try:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            except (OSError, ValueError):  # no file behind stdout (called from Python): nothing to flush
+                pass
+            return 0
         except Exception as e:  # noqa: BLE001 - anything else is a bug of posecurator: say so in one line
             log = _log_internal_error(name, argv)
             where = f"; the traceback is in {log}" if log else ""
