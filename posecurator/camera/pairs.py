@@ -43,15 +43,17 @@ def _joints3d(poses: PoseSet) -> np.ndarray:
 
 
 def project_normalise(joints_world: np.ndarray, R, t, f, c, width, height, *, root_joint: int,
-                      noise_px: float = 0.0, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+                      noise_px: float = 0.0, rng: np.random.Generator | None = None,
+                      first_row: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(N, J, 3) world mm + per-row camera arrays (R (N, 3, 3), t (N, 3), f (N, 2), c (N, 2),
     width/height (N,) px) -> (x2d_norm (N, J, 2), y3d (N, J, 3) root-relative camera frame mm), float32.
 
-    Raises DataError when a joint is at or behind the camera plane (z <= 1 mm).
+    Raises DataError when a joint is at or behind the camera plane (z <= 1 mm), naming the pose
+    as row ``first_row + i`` (a block of a larger batch names the batch's row).
     """
     x_cam = world_to_camera(np.asarray(joints_world, dtype=np.float64), R, t)
     if np.any(x_cam[..., 2] <= 1.0):
-        bad = int(np.argmax((x_cam[..., 2] <= 1.0).any(axis=1)))
+        bad = first_row + int(np.argmax((x_cam[..., 2] <= 1.0).any(axis=1)))
         raise DataError(None, f"pose {bad} has joints at or behind the camera plane; cannot project it")
     x_px = project_points(x_cam, f, c)
     if noise_px > 0:
@@ -103,18 +105,35 @@ def sample_training_pairs(poses: PoseSet, *, rng: np.random.Generator, sampler: 
 
 
 def sample_training_pairs_from_store(store, *, rng: np.random.Generator, sampler: RandomCameraSampler | None = None,
-                                     n_views: int = 1, index: np.ndarray | None = None,
-                                     noise_px: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                                     n_views: int = 1, index: np.ndarray | None = None, noise_px: float = 0.0,
+                                     block: int = 65_536) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`sample_training_pairs` of a stored set opened lazily (a :class:`~posecurator.poseset.PoseStore`),
     reading only the rows ``index`` asks for (their 3D joints): the pairs, random draws and
     returned ``pose_index`` are those of the in-memory call on the loaded set with the same ``rng``
-    (the draws depend on the gathered poses alone, in order). Memory: the selected rows and their
-    pairs, never the whole set."""
+    (the draws depend on the gathered poses alone, in order). Memory: the selected rows, their
+    cameras and pairs, and the float64 work of ``block`` pairs at a time, never the whole set."""
     if n_views < 1:
         raise ValueError(f"n_views must be >= 1, got {n_views}")
+    if block < 1:
+        raise ValueError(f"block must be >= 1, got {block}")
+    sampler = RandomCameraSampler() if sampler is None else sampler
     index = np.arange(len(store), dtype=np.int64) if index is None else np.asarray(index, dtype=np.int64)
     rows = store.take(index, columns=["joints3d"])  # rows in index order, repeats kept
-    x2d, y3d, _ = sample_training_pairs(rows, rng=rng, sampler=sampler, n_views=n_views, noise_px=noise_px)
+    joints, root = _joints3d(rows), root_joint_of(rows)
+    m = len(joints)
+    n_pairs = m * n_views
+    # every camera first, from the one stream, as the in-memory call draws them (pair p is row p mod m)
+    cams = sampler.sample(np.tile(joints[:, root], (n_views, 1)), rng, floor_z=0.0)
+    x2d = np.empty((n_pairs, joints.shape[1], 2), np.float32)
+    y3d = np.empty((n_pairs, joints.shape[1], 3), np.float32)
+    # then the projections block by block: every step is per pair, and the noise of consecutive
+    # blocks is the continuation of one stream, so the pairs are those of the one-block call
+    for start in range(0, n_pairs, block):
+        stop = min(start + block, n_pairs)
+        sel = slice(start, stop)
+        x2d[sel], y3d[sel] = project_normalise(joints[np.arange(start, stop) % m], cams.R[sel], cams.t[sel], cams.f[sel],
+                                               cams.c[sel], cams.width[sel], cams.height[sel], root_joint=root,
+                                               noise_px=noise_px, rng=rng, first_row=start)
     return x2d, y3d, np.tile(index, n_views)
 
 

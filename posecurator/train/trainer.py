@@ -42,13 +42,14 @@ import torch
 from tqdm.auto import tqdm
 
 from posecurator.camera import RandomCameraSampler
+from posecurator.camera.pairs import sample_training_pairs_from_store
 from posecurator.config_base import from_known_keys, from_preset, without_later_defaults
 from posecurator.errors import DataError, PoseCuratorError
 from posecurator.fileio import (KILL_POINT_ENV, atomic_link, atomic_write_text, output_lock, remove_stale_temps,
                                 temp_path, test_kill_point)
 from posecurator.metrics import mpjpe, mpjpe_torch
 from posecurator.models.lifter import INPUT_MODES
-from posecurator.poseset import PoseSet
+from posecurator.poseset import PoseSet, PoseStore
 from posecurator.skeleton.canonical import pose_features
 from posecurator.skeleton.layouts import LAYOUTS, get_layout
 from posecurator.train import checkpoint as ckpt
@@ -235,9 +236,13 @@ _LATER_FIELDS = {"val_cut": "clip", "input_mode": "absolute", "joint_dropout": 0
                  "target_val_fraction": 0.1}  # field -> default, see TrainConfig.to_dict
 
 
-def split_by_clip(poses: PoseSet, *, val_fraction: float, seed: int, cut: str = "clip") -> tuple[PoseSet, PoseSet | None]:
+def split_by_clip(poses: PoseSet | PoseStore, *, val_fraction: float, seed: int,
+                  cut: str = "clip") -> tuple[PoseSet | PoseStore, PoseSet | PoseStore | None]:
     """Cut whole clips until about ``val_fraction`` of the poses are in the validation part.
-    Returns (train part, validation part or None when val_fraction is 0).
+    Returns (train part, validation part or None when val_fraction is 0). A stored set opened
+    lazily (:class:`PoseStore`) gives the same cut as its loaded set, as two selections of it
+    (row indices only), reading its clip column (and the 3D joints chunk by chunk for the
+    neighbourhood cut's clip means).
 
     ``cut`` says which clips:
 
@@ -258,11 +263,11 @@ def split_by_clip(poses: PoseSet, *, val_fraction: float, seed: int, cut: str = 
     if val_fraction <= 0:
         return poses, None
     n = len(poses)
-    names, inverse = np.unique(poses.clip, return_inverse=True)
+    names, inverse = np.unique(_column(poses, "clip"), return_inverse=True)
     inverse = inverse.reshape(-1)
     if len(names) < 2:
         warnings.warn("one clip only: the validation part is the last frames of that clip", stacklevel=3)
-        order = np.argsort(poses.frame, kind="stable")
+        order = np.argsort(_column(poses, "frame"), kind="stable")
         n_val = min(max(1, int(round(val_fraction * n))), n - 2)
         is_val = np.zeros(n, bool)
         is_val[order[n - n_val:]] = True
@@ -278,23 +283,46 @@ def split_by_clip(poses: PoseSet, *, val_fraction: float, seed: int, cut: str = 
         n_clips = int(np.searchsorted(cum, val_fraction * n) + 1)  # first count reaching the fraction
         n_clips = min(max(n_clips, 1), len(names) - 1)
         is_val = np.isin(inverse, order[:n_clips])
+    if isinstance(poses, PoseStore):
+        return poses.select(~is_val), poses.select(is_val)
     return poses.subset(~is_val), poses.subset(is_val)
 
 
-def clip_mean_poses(poses: PoseSet, inverse: np.ndarray, n_clips: int) -> np.ndarray:
+def _column(poses: PoseSet | PoseStore, name: str):
+    """One column of a pose set, or of a stored set read alone (no other column is loaded)."""
+    return poses.column(name) if isinstance(poses, PoseStore) else getattr(poses, name)
+
+
+def clip_mean_poses(poses: PoseSet | PoseStore, inverse: np.ndarray, n_clips: int) -> np.ndarray:
     """(n_clips, 3J) mean pose of each clip (``inverse``: clip index of each pose), root-relative
     and, where the layout names both hips, turned about the vertical so the hips face one way
-    (the way a person faces says nothing about what they do)."""
+    (the way a person faces says nothing about what they do). A :class:`PoseStore` is read chunk
+    by chunk, with the same result bit for bit."""
+    counts = np.bincount(inverse, minlength=n_clips).astype(np.float64)
+    if isinstance(poses, PoseStore):
+        sums, start = None, 0
+        for chunk in poses.iter_chunks(columns=["joints3d"]):
+            flat = _mean_features(chunk)
+            if sums is None:
+                sums = np.zeros((n_clips, flat.shape[1]))
+            # np.add.at adds row after row, as bincount does over the whole set: identical sums
+            np.add.at(sums, inverse[start:start + len(chunk)], flat)
+            start += len(chunk)
+        return sums / np.maximum(counts, 1.0)[:, None]
+    flat = _mean_features(poses)
+    sums = np.stack([np.bincount(inverse, weights=flat[:, d], minlength=n_clips) for d in range(flat.shape[1])], axis=1)
+    return sums / np.maximum(counts, 1.0)[:, None]
+
+
+def _mean_features(poses: PoseSet) -> np.ndarray:
+    """(N, 3J) float64 features of :func:`clip_mean_poses` (row by row: chunks give the same rows)."""
     layout = get_layout(poses.layout) if poses.layout in LAYOUTS else None
     root, hips = 0, (None, None)
     if layout is not None and len(layout.joints) == poses.n_joints:
         root = layout.parents.index(-1)
         hips = tuple(layout.joints.index(h) if h in layout.joints else None for h in ("right_hip", "left_hip"))
-    flat = pose_features(poses.joints3d, canonical_yaw=None not in hips, right_hip=hips[0] or 0,
+    return pose_features(poses.joints3d, canonical_yaw=None not in hips, right_hip=hips[0] or 0,
                          left_hip=hips[1] or 0, root=root)
-    counts = np.bincount(inverse, minlength=n_clips).astype(np.float64)
-    sums = np.stack([np.bincount(inverse, weights=flat[:, d], minlength=n_clips) for d in range(flat.shape[1])], axis=1)
-    return sums / np.maximum(counts, 1.0)[:, None]
 
 
 def hide_joints(x2d: np.ndarray, p: float, rng: np.random.Generator, *, root_joint: int) -> np.ndarray:
@@ -309,12 +337,48 @@ def hide_joints(x2d: np.ndarray, p: float, rng: np.random.Generator, *, root_joi
     return out
 
 
-def data_fingerprint(poses: PoseSet) -> str:
-    """A short hash of the training poses, so a resumed run refuses different data."""
+def data_fingerprint(poses: PoseSet | PoseStore) -> str:
+    """A short hash of the training poses, so a resumed run refuses different data (a
+    :class:`PoseStore` is hashed chunk by chunk: the same bytes in the same order, the same hash)."""
     h = hashlib.sha1()
-    h.update(np.ascontiguousarray(poses.joints3d).tobytes())
-    h.update("\n".join(np.unique(poses.clip).tolist()).encode())
+    if isinstance(poses, PoseStore):
+        for chunk in poses.iter_chunks(columns=["joints3d"]):
+            h.update(np.ascontiguousarray(chunk.joints3d).tobytes())
+    else:
+        h.update(np.ascontiguousarray(poses.joints3d).tobytes())
+    h.update("\n".join(np.unique(_column(poses, "clip")).tolist()).encode())
     return h.hexdigest()[:16]
+
+
+def _check_finite_store(store: PoseStore) -> None:
+    """:meth:`PoseSet.check_finite` of a stored set, chunk by chunk: the same error (the first bad
+    sample of joints3d, else of joints2d, numbered within the store)."""
+    first: dict[str, int] = {}
+    start = 0
+    for chunk in store.iter_chunks(columns=["joints3d", "joints2d", "visibility"]):
+        for name in ("joints3d", "joints2d"):
+            arr = getattr(chunk, name)
+            if arr is None or name in first:
+                continue
+            bad = ~np.isfinite(arr).all(axis=(1, 2))
+            if name == "joints2d" and chunk.visibility is not None:
+                bad = ~(np.isfinite(arr).all(axis=2) | (chunk.visibility == 0)).all(axis=1)
+            if bad.any():
+                first[name] = start + int(np.argmax(bad))
+        if "joints3d" in first:  # reported before any joints2d error, as check_finite does
+            break
+        start += len(chunk)
+    for name in ("joints3d", "joints2d"):
+        if name in first:
+            i = first[name]
+            row = store.take(np.array([i]), columns=["clip", "frame"])
+            raise DataError(None, f"{name} has NaN or infinite coordinates (sample {i}, clip {row.clip[0]!r}, frame {row.frame[0]})")
+
+
+def _n_joints(poses: PoseSet | PoseStore) -> int:
+    if isinstance(poses, PoseStore):  # one row read
+        return int(poses.take(np.zeros(1, np.int64), columns=["joints3d"]).n_joints)
+    return int(poses.n_joints)
 
 
 # ------------------------------------------------------------------------------- the trainer
@@ -328,9 +392,16 @@ class LifterTrainer:
     def __init__(self, config: TrainConfig | None = None):
         self.config = TrainConfig() if config is None else config
 
-    def fit(self, train: PoseSet, *, out_dir, val: PoseSet | None = None,
+    def fit(self, train: PoseSet | PoseStore | str | os.PathLike, *, out_dir, val: PoseSet | None = None,
             sampler=None, resume: bool = True, progress: bool = True, init_from=None, target: PoseSet | None = None) -> dict:
         """Train on ``train`` (3D poses, world mm) and write the run to ``out_dir``.
+
+        ``train`` may be a stored set opened lazily (:meth:`PoseSet.open`, or its folder's path):
+        the run is then the same, bit for bit (weights, history, checkpoints), as on the loaded
+        set, while memory holds per-row index arrays (clip codes, the epoch's shuffle), the rows
+        each epoch draws and their pairs, and the validation part's rows and pairs; checks, the
+        clip cut and the data fingerprint read the set chunk by chunk. A sampler factory needs the
+        train part in memory and is refused for a stored set (an iterable of indices is fine).
 
         val: explicit validation poses; default: ``config.val_fraction`` of ``train`` cut by clip.
         sampler: which training poses each epoch uses, and how often: a
@@ -355,9 +426,23 @@ class LifterTrainer:
         training_time_s, poses_per_s, n_train, n_val, resumed).
         """
         cfg = self.config
-        if train.joints3d is None:
-            raise DataError(None, "training needs 3D poses (the pose set has no joints3d)")
-        train.check_finite()
+        if isinstance(train, (str, os.PathLike)):
+            train = PoseSet.open(train)
+        if isinstance(val, (str, os.PathLike)):
+            val = PoseSet.open(val)
+        if isinstance(val, PoseStore):  # given validation poses are few: in memory
+            val = val.load()
+        if isinstance(train, PoseStore):
+            if "joints3d" not in train.columns:
+                raise DataError(train.path, "training needs 3D poses (the pose set has no joints3d)")
+            if sampler is not None and callable(sampler) and not (hasattr(sampler, "__iter__") and not isinstance(sampler, type)):
+                raise PoseCuratorError("a sampler factory needs the training poses in memory; pass a loaded PoseSet "
+                                       "(PoseSet.load) or a sampler of row indices with a stored set")
+            _check_finite_store(train)
+        else:
+            if train.joints3d is None:
+                raise DataError(None, "training needs 3D poses (the pose set has no joints3d)")
+            train.check_finite()
         if cfg.adapt != "none" and target is None:
             raise PoseCuratorError(f"adapt={cfg.adapt!r} needs the target's unlabeled 2D (target=...)")
         if val is not None:
@@ -390,13 +475,14 @@ class LifterTrainer:
         root = root_joint_of(train)
         camera_sampler = cfg.camera_sampler()
         fingerprint = data_fingerprint(train)
+        n_joints = _n_joints(train)
 
-        model_config = cfg.model_config(n_joints=train.n_joints, root_joint=root)
+        model_config = cfg.model_config(n_joints=n_joints, root_joint=root)
         init_weights = None
         if init_from is not None:
             source_model, _ = ckpt.load_lifter(init_from)
-            if source_model.n_joints != train.n_joints:
-                raise PoseCuratorError(f"init_from {init_from}: its lifter has {source_model.n_joints} joints, the data {train.n_joints}")
+            if source_model.n_joints != n_joints:
+                raise PoseCuratorError(f"init_from {init_from}: its lifter has {source_model.n_joints} joints, the data {n_joints}")
             model_config = {**source_model.config(), "dropout": cfg.dropout, "max_norm": cfg.max_norm}
             init_weights = source_model.state_dict()
 
@@ -410,8 +496,10 @@ class LifterTrainer:
         val_pairs = None
         if val_part is not None and len(val_part):
             vrng = np.random.default_rng([cfg.seed, _VAL_STREAM])
-            vx, vy, _ = sample_training_pairs(val_part, rng=vrng, sampler=camera_sampler, n_views=cfg.val_views,
-                                              noise_px=cfg.noise_px_train)
+            # a stored set's validation rows are read (their 3D joints only): the pairs of all of
+            # them are drawn at once, as the loaded set's are, so that the random stream is the same
+            make = sample_training_pairs_from_store if isinstance(val_part, PoseStore) else sample_training_pairs
+            vx, vy, _ = make(val_part, rng=vrng, sampler=camera_sampler, n_views=cfg.val_views, noise_px=cfg.noise_px_train)
             if cfg.max_val_pairs is not None and len(vx) > cfg.max_val_pairs:
                 # validation cost should not grow with a huge source (Bandai: 80k pairs per epoch)
                 keep = np.sort(vrng.choice(len(vx), cfg.max_val_pairs, replace=False))
@@ -427,9 +515,9 @@ class LifterTrainer:
             # must see poses as this lifter saw them
             "camera": dataclasses.asdict(camera_sampler),
             "layout": train.layout,
-            "n_joints": int(train.n_joints),
+            "n_joints": n_joints,
             "data": {"n_train": len(train_part), "n_val": 0 if val_part is None else len(val_part),
-                     "val_clips": [] if val_part is None or val is not None else sorted(np.unique(val_part.clip).tolist()),
+                     "val_clips": [] if val_part is None or val is not None else sorted(np.unique(_column(val_part, "clip")).tolist()),
                      "val_given": val is not None, "fingerprint": fingerprint},
             "init_from": None if init_from is None else str(init_from),
         }
@@ -526,8 +614,9 @@ class LifterTrainer:
             if cfg.max_epoch_pairs is not None and len(index) > cfg.max_epoch_pairs:
                 # a seeded subset, in the sampler's order
                 index = index[np.sort(rng.choice(len(index), cfg.max_epoch_pairs, replace=False))]
-        x2d, y3d, _ = sample_training_pairs(train_part, rng=rng, sampler=camera_sampler, index=index,
-                                            noise_px=cfg.noise_px_train)
+        # a stored set: only the rows this epoch draws are read (same pairs, same random draws)
+        make = sample_training_pairs_from_store if isinstance(train_part, PoseStore) else sample_training_pairs
+        x2d, y3d, _ = make(train_part, rng=rng, sampler=camera_sampler, index=index, noise_px=cfg.noise_px_train)
         x2d = hide_joints(x2d, cfg.joint_dropout, rng, root_joint=root_joint_of(train_part))
         x2d, y3d = torch.from_numpy(x2d).to(device), torch.from_numpy(y3d).to(device)
         n = len(x2d)
