@@ -165,11 +165,10 @@ def _extension_modules():
 
 
 def cmd_import(args):
-    from posecurator.io import import_path
+    from posecurator.io import import_to_store
 
-    ps = import_path(args.src, mapping=args.mapping, fps=args.fps, progress=not args.quiet)
-    ps.save(args.output)
-    s = ps.summary()
+    # file by file into the output: memory holds one file and one chunk, not the whole set
+    s = import_to_store(args.src, args.output, mapping=args.mapping, fps=args.fps, progress=not args.quiet)
     print(f"imported {s['frames']} frames, {s['clips']} clips, {len(s['subjects'])} subjects, "
           f"{len(s['activities'])} activities -> {args.output}")
 

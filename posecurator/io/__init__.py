@@ -15,9 +15,10 @@ pose-set folder        :meth:`posecurator.PoseSet.load`
 =====================  ====================================  =====================================
 
 :func:`import_path` takes any file or folder of these and returns one pose set at the target
-frame rate, in the target layout, in millimetres with Z up.
+frame rate, in the target layout, in millimetres with Z up; :func:`import_to_store` writes the
+same set to a pose-set folder file by file (``posecurator import``), holding one file and one chunk.
 """
 
-from posecurator.io.folder import import_path
+from posecurator.io.folder import import_path, import_to_store
 
-__all__ = ["import_path"]
+__all__ = ["import_path", "import_to_store"]

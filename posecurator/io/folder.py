@@ -45,13 +45,14 @@ import csv
 import json
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from posecurator.errors import DataError, PoseCuratorError
 from posecurator.io.common import check_poseset, one_line, strip_suffixes
-from posecurator.poseset import META_FILE, PoseSet
+from posecurator.poseset import DEFAULT_CHUNK, META_FILE, STRING_COLUMNS, PoseSet, PoseSetWriter, TextColumn
 
 KNOWN_SOURCES = ("hdm05", "bandai", "cmu", "reactidle")
 UNKNOWN_ACTIVITY = "unknown"
@@ -328,6 +329,81 @@ def _read_one(path: Path, kind: str, root: Path, *, clip: str, mapping, fps: flo
     return ps, None
 
 
+def _find_files(src: str | os.PathLike) -> tuple[Path, list[tuple[Path, str]]]:
+    """The root and its importable files; a DataError when there are none."""
+    root = Path(src)
+    if not root.exists():
+        raise DataError(root, "no such file or folder")
+    files = find_data_files(root)
+    if not files:
+        what = "folder" if root.is_dir() else "file"
+        raise DataError(root, f"no supported data in this {what} (BVH, ASF/AMC, VideoPose3D/mmpose npz, "
+                              "COCO json, MPII json/mat, DeepMimic txt or a posecurator dataset)")
+    return root, files
+
+
+def _read_parts(root: Path, files: list[tuple[Path, str]], *, mapping, fps: float, source: str | None,
+                progress: bool):
+    """Yield ``(kind, pose set, clip info)`` of every file with poses, in order, one file at a time."""
+    from tqdm.auto import tqdm
+
+    index = _IndexCache()
+    clip_ids = _clip_ids(files, root)
+    bar = tqdm(files, desc=f"import {root.name}", unit="file", disable=not progress, leave=False, dynamic_ncols=True)
+    try:
+        for path, kind in bar:
+            try:
+                ps, info = _read_one(path, kind, root, clip=clip_ids[path], mapping=mapping, fps=fps, source=source, index=index)
+            except PoseCuratorError:
+                raise
+            except (ValueError, KeyError, IndexError, OSError, UnicodeDecodeError) as e:
+                # the readers validate what they read; this catches what they missed, in one line
+                raise DataError(path, f"cannot read {kind} file: {one_line(e)}") from None
+            if len(ps):
+                yield kind, ps, info
+            ps = info = None  # not held while the next file is read
+    finally:
+        bar.close()  # also when the consumer stops early (an error, a restart): no bar left behind
+
+
+class _Provenance:
+    """The attrs of an imported set, gathered file by file (small: per source and per clip)."""
+
+    def __init__(self):
+        self.parts = 0
+        self.first_attrs: dict = {}
+        self.clip_info: dict[str, dict] = {}
+        self.per_source: dict[str, dict] = {}
+        self.fps_values: set[float] = set()
+
+    def add(self, kind: str, ps: PoseSet, info: dict | None) -> None:
+        if not self.parts:
+            self.first_attrs = dict(ps.attrs)
+        self.parts += 1
+        self.fps_values.add(float(ps.fps))
+        if info:
+            self.clip_info[str(ps.clip[0])] = info
+        if kind in ("bvh", "amc"):
+            _merge_source_attrs(self.per_source, str(ps.source[0]), ps.attrs)
+
+    def finish(self, root: Path, n_files: int, fps: float) -> tuple[dict, float]:
+        """(attrs, fps) of the whole set."""
+        attrs = dict(self.first_attrs) if self.parts == 1 else {}
+        attrs["imported_from"] = str(root.resolve())
+        attrs["files"] = n_files
+        if self.per_source:
+            attrs["per_source"] = self.per_source
+        if self.clip_info:
+            attrs["clip_info"] = self.clip_info
+        fps_values = sorted(self.fps_values)
+        if len(fps_values) == 1:
+            return attrs, fps_values[0]
+        # mixed rates after resampling (24 fps sources keep 24): the nominal target rate, the
+        # real ones per source in attrs["per_source"]
+        attrs["fps_values"] = fps_values
+        return attrs, float(fps)
+
+
 def import_path(src: str | os.PathLike, *, mapping=None, fps: float = 30.0, progress: bool = True,
                 source: str | None = None) -> PoseSet:
     """Import a file or a folder (recursively) of any supported format into one pose set.
@@ -337,61 +413,226 @@ def import_path(src: str | os.PathLike, *, mapping=None, fps: float = 30.0, prog
     bar over files. source: label for every sample (default from the folder layout).
     Returns one PoseSet (sample ids renumbered). Raises DataError when nothing importable is
     found, naming the corrupt file (and line) when one file is bad, or when the files cannot be
-    combined (2D-only with 3D, different layouts)."""
-    root = Path(src)
-    if not root.exists():
-        raise DataError(root, "no such file or folder")
-    files = find_data_files(root)
-    if not files:
-        what = "folder" if root.is_dir() else "file"
-        raise DataError(root, f"no supported data in this {what} (BVH, ASF/AMC, VideoPose3D/mmpose npz, "
-                              "COCO json, MPII json/mat, DeepMimic txt or a posecurator dataset)")
-    from tqdm.auto import tqdm
-
-    index = _IndexCache()
-    clip_ids = _clip_ids(files, root)
+    combined (2D-only with 3D, different layouts). Holds every file's poses at once:
+    :func:`import_to_store` writes the same set to disk holding one file and one chunk."""
+    root, files = _find_files(src)
     parts: list[PoseSet] = []
-    clip_info: dict[str, dict] = {}
-    per_source: dict[str, dict] = {}
-    for path, kind in tqdm(files, desc=f"import {root.name}", unit="file", disable=not progress,
-                           leave=False, dynamic_ncols=True):
-        try:
-            ps, info = _read_one(path, kind, root, clip=clip_ids[path], mapping=mapping, fps=fps, source=source, index=index)
-        except PoseCuratorError:
-            raise
-        except (ValueError, KeyError, IndexError, OSError, UnicodeDecodeError) as e:
-            # the readers validate what they read; this catches what they missed, in one line
-            raise DataError(path, f"cannot read {kind} file: {one_line(e)}") from None
-        if len(ps) == 0:
-            continue
+    prov = _Provenance()
+    for kind, ps, info in _read_parts(root, files, mapping=mapping, fps=fps, source=source, progress=progress):
         parts.append(ps)
-        if info:
-            clip_info[str(ps.clip[0])] = info
-        if kind in ("bvh", "amc"):
-            _merge_source_attrs(per_source, str(ps.source[0]), ps.attrs)
+        prov.add(kind, ps, info)
     if not parts:
         raise DataError(root, "the supported files hold no poses")
-    fps_values = sorted({float(p.fps) for p in parts})
     try:
         out = parts[0] if len(parts) == 1 else PoseSet.concatenate(parts, renumber=True)
     except ValueError as e:
         raise DataError(root, f"cannot combine the files into one pose set: {e}") from None
-    attrs = dict(parts[0].attrs) if len(parts) == 1 else {}
-    attrs["imported_from"] = str(root.resolve())
-    attrs["files"] = len(files)
-    if per_source:
-        attrs["per_source"] = per_source
-    if clip_info:
-        attrs["clip_info"] = clip_info
-    out.attrs = attrs
-    if len(fps_values) == 1:
-        out.fps = fps_values[0]
-    else:
-        # mixed rates after resampling (24 fps sources keep 24): the nominal target rate, the
-        # real ones per source in attrs["per_source"]
-        out.fps = float(fps)
-        attrs["fps_values"] = fps_values
+    out.attrs, out.fps = prov.finish(root, len(files), fps)
     return out
+
+
+# ---------------------------------------------------------------------- streamed import
+@dataclass(frozen=True)
+class _Plan:
+    """Choices about the whole set that a stream must make before it has seen every file, each
+    forced by a restart when a later file contradicts what the chunks already written assumed
+    (what :meth:`PoseSet.concatenate` does with all parts at once): visibility is kept when any
+    part has it (ones for the parts without), a bbox only when every part has one, and sample
+    ids are renumbered 0..N-1 unless there is a single part (which keeps its own)."""
+
+    visibility: bool = False
+    no_bbox: bool = False
+    renumber: bool = False
+
+
+class _Restart(Exception):
+    """A later file contradicts the chunks already written: import again under ``plan``."""
+
+    def __init__(self, plan: _Plan):
+        super().__init__("restart")
+        self.plan = plan
+
+
+class _ImportSink:
+    """Appends imported files to a :class:`PoseSetWriter` in exact multiples of its chunk size
+    (so that the chunks are those ``PoseSet.save`` writes of the concatenated set), doing what
+    ``PoseSet.concatenate(parts, renumber=True)`` does part by part: the same compatibility
+    checks (raised at the first incompatible part), camera tables appended with the camera
+    indices offset, visibility/bbox/sample ids as :class:`_Plan` says. Holds at most one
+    chunk of rows besides the part being added."""
+
+    def __init__(self, writer: PoseSetWriter, root: Path, plan: _Plan):
+        self.writer, self.root, self.plan = writer, root, plan
+        self.chunk = int(writer.chunk_size)
+        self.first_plain = True  # the first part's sample ids are 0..n-1 (renumbering changes nothing)
+        self.parts = 0
+        self.visibility = plan.visibility
+        self.bbox = False
+        # the pending rows (less than a chunk): numeric columns in buffers of one chunk, allocated
+        # at the first rows and reused; text columns as codes into their parts' tables
+        self.buf: dict[str, np.ndarray] = {}
+        self.text: dict[str, list[TextColumn]] = {name: [] for name in STRING_COLUMNS}
+        self.count = 0           # rows pending
+        self.written = 0         # rows written
+        self.kept_ids = False    # a chunk was written with the single first part's own (non-0..n-1) ids
+        self.clips: set[str] = set()
+        self.subjects: set[str] = set()
+        self.activities: set[str] = set()
+        self.sources: set[str] = set()
+        self.generated = 0
+
+    def add(self, ps: PoseSet) -> None:
+        if self.parts == 0:
+            self._start(ps)
+        else:
+            self._check(ps)
+        self.parts += 1
+        for name, seen in (("clip", self.clips), ("subject", self.subjects), ("activity", self.activities),
+                           ("source", self.sources)):
+            seen.update(np.unique(getattr(ps, name)).tolist())
+        self.generated += int(np.count_nonzero(ps.generation > 0))
+        # one camera table for the set: this part's rows index its own table, appended to it
+        camera = ps.camera
+        if self.writer.cameras:
+            camera = camera.copy()
+            camera[camera >= 0] += len(self.writer.cameras)
+        self.writer.cameras.extend(ps.cameras)
+        # the pieces go without their tables: concatenate would offset the indices again
+        self._push(ps.replace(camera=camera, cameras=[]))
+
+    def _start(self, ps: PoseSet) -> None:
+        self.layout, self.n_joints = ps.layout, ps.n_joints
+        self.has3d, self.has2d = ps.joints3d is not None, ps.joints2d is not None
+        self.visibility = self.plan.visibility or ps.visibility is not None
+        self.bbox = not self.plan.no_bbox and ps.bbox is not None
+        self.first_plain = bool(np.array_equal(ps.sample_id, np.arange(len(ps))))
+        self.writer.layout = ps.layout
+
+    def _check(self, ps: PoseSet) -> None:
+        # PoseSet.concatenate's checks and messages, at the first part that fails them
+        if ps.layout != self.layout or ps.n_joints != self.n_joints:
+            self._cannot(f"cannot concatenate layouts {self.layout} and {ps.layout}")
+        for name, has in (("joints3d", self.has3d), ("joints2d", self.has2d)):
+            if (getattr(ps, name) is not None) != has:
+                self._cannot(f"cannot concatenate sets with and without {name}")
+        contradicts = self.kept_ids  # the single part's own ids are written; a second part renumbers
+        if ps.visibility is not None and not self.visibility:
+            self.visibility, contradicts = True, contradicts or self.written > 0
+            if self.count and not contradicts:  # rows pending without it: all visible, as concatenate fills
+                self.buf["visibility"] = np.empty((self.chunk, self.n_joints), np.float32)
+                self.buf["visibility"][: self.count] = 1.0
+        if ps.bbox is None and self.bbox:
+            self.bbox, contradicts = False, contradicts or self.written > 0
+            self.buf.pop("bbox", None)
+        if contradicts:  # what is known now of the whole set (a second part: ids are renumbered)
+            raise _Restart(_Plan(visibility=self.visibility, no_bbox=not self.bbox, renumber=True))
+
+    def _cannot(self, why: str):
+        raise DataError(self.root, f"cannot combine the files into one pose set: {why}")
+
+    def _push(self, ps: PoseSet) -> None:
+        start, n = 0, len(ps)
+        while start < n:
+            stop = min(n, start + self.chunk - self.count)
+            self._fill(ps, start, stop)
+            start = stop
+            if self.count == self.chunk:
+                self._write()
+
+    def _fill(self, ps: PoseSet, start: int, stop: int) -> None:
+        """Copy rows ``start:stop`` of ``ps`` into the chunk buffer (so that the part can go)."""
+        lo, hi = self.count, self.count + stop - start
+        for name in ps._array_fields():
+            value = getattr(ps, name)
+            if name in STRING_COLUMNS:
+                # codes copied, table shared: the writer codes each chunk against the set's tables
+                self.text[name].append(TextColumn(value.codes[start:stop].copy(), value.table))
+                continue
+            if name == "visibility" and self.visibility and value is None:
+                value = np.ones((stop, ps.n_joints), np.float32)  # all visible, as concatenate fills
+            if value is None or (name == "bbox" and not self.bbox):
+                continue
+            buf = self.buf.get(name)
+            if buf is None:  # pages are only touched as rows arrive: a small import stays small
+                buf = self.buf[name] = np.empty((self.chunk, *value.shape[1:]), value.dtype)
+            buf[lo:hi] = value[start:stop]
+        self.count = hi
+
+    def flush(self) -> None:
+        if self.count:
+            self._write()
+
+    def _write(self) -> None:
+        n = self.count
+        columns = {name: buf[:n] for name, buf in self.buf.items()}
+        columns.update({name: TextColumn.concatenate(parts) for name, parts in self.text.items()})
+        if self.plan.renumber or self.parts > 1:
+            columns["sample_id"] = np.arange(self.written, self.written + n, dtype=np.int64)
+        elif not self.first_plain:
+            self.kept_ids = True
+        self.writer.append(PoseSet(**columns, layout=self.layout))  # written before the buffer is reused
+        self.written += n
+        self.count = 0
+        self.text = {name: [] for name in STRING_COLUMNS}
+
+    def summary(self, fps: float) -> dict:
+        """What :meth:`PoseSet.summary` says of the set written."""
+        return {
+            "frames": int(self.written),
+            "clips": len(self.clips),
+            "subjects": sorted(self.subjects),
+            "activities": sorted(self.activities),
+            "sources": sorted(self.sources),
+            "layout": self.layout,
+            "fps": fps,
+            "has_3d": self.has3d,
+            "has_2d": self.has2d,
+            "generated": self.generated,
+        }
+
+
+def import_to_store(src: str | os.PathLike, output: str | os.PathLike, *, mapping=None, fps: float = 30.0,
+                    progress: bool = True, source: str | None = None, chunk_size: int = DEFAULT_CHUNK,
+                    overwrite: bool = True) -> dict:
+    """Import like :func:`import_path` and write the set to the pose-set folder ``output``, file by
+    file: the folder equals ``import_path(src, ...).save(output, chunk_size=chunk_size)`` (the
+    same chunks, string tables, cameras, attrs and fps), while memory holds one file's poses and
+    one chunk, not the whole set. Returns what :meth:`PoseSet.summary` gives for the set.
+
+    Raises the DataErrors of :func:`import_path`, a set that cannot be combined at the first
+    file that does not fit; the output is then left as it was (written to a temporary folder,
+    removed on failure). In the rare case a later file changes a choice already written (a
+    visibility column where the earlier files had none, a file without boxes after files with
+    them, several files after one dataset with its own sample ids), the files are read again
+    under that choice."""
+    root, files = _find_files(src)
+    plan = _Plan()
+    while True:
+        try:
+            return _import_once(root, files, output, plan, mapping=mapping, fps=fps, progress=progress,
+                                source=source, chunk_size=chunk_size, overwrite=overwrite)
+        except _Restart as r:  # the writer has removed its temporary folder
+            plan = r.plan
+
+
+def _import_once(root: Path, files, output, plan: _Plan, *, mapping, fps: float, progress: bool,
+                 source: str | None, chunk_size: int, overwrite: bool) -> dict:
+    prov = _Provenance()
+    with PoseSetWriter(output, chunk_size=chunk_size, overwrite=overwrite) as writer:
+        sink = _ImportSink(writer, root, plan)
+        parts = _read_parts(root, files, mapping=mapping, fps=fps, source=source, progress=progress)
+        try:
+            for kind, ps, info in parts:
+                prov.add(kind, ps, info)
+                sink.add(ps)
+                del ps
+        finally:
+            parts.close()
+        if not prov.parts:
+            raise DataError(root, "the supported files hold no poses")
+        sink.flush()
+        writer.attrs, writer.fps = prov.finish(root, len(files), fps)
+    return sink.summary(writer.fps)
 
 
 def _merge_source_attrs(per_source: dict, source: str, attrs: dict) -> None:
