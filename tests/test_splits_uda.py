@@ -183,4 +183,4 @@ def test_bench_runs_on_the_uda_splits_like_their_parents(name, train_file, share
     assert list((tmp_path / "bench" / "runs").glob("target-target_coverage-*.npz"))  # the scores are cached
     if name == "hdm05-to-coco":  # children nearest the target poses the reference lifter reprojects worst
         steered = res["runs"][3]
-        assert steered["hard_target_poses"] > 0 and steered["train_poses"] > res["runs"][0]["train_poses"]
+        assert steered["reference_2d_poses"] > 0 and steered["train_poses"] > res["runs"][0]["train_poses"]

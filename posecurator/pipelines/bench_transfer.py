@@ -152,23 +152,32 @@ def _target_subset(method: str, *, adapt: bool):
     return run
 
 
-def bench_aug_target_near(ctx: MethodContext) -> dict:
+def _augmentation_nearest(ctx: MethodContext, method: str, reference_2d) -> dict:
+    """ADD's full augmentation (the cached one of the ADD rows), then the children nearest
+    ``reference_2d(shared)`` (a 2D pose set; lowest ``target_coverage``), as many as ADD's
+    distilled set; lifter from scratch on the train part + those children."""
     from posecurator.pipelines.add import _Shared, train_lifter, with_augmentation
     from posecurator.scoring.base import get_scorer
 
-    target = _need_target(ctx, "aug_target_near")
+    _need_target(ctx, method)
     sh = _Shared(ctx)
     aug, gen_s = sh.full_augmentation()
     n0 = len(sh.ctx.train_part)
     n = min(len(aug), max(0, int(round(sh.config.multiplier * n0)) - n0))
     t0 = time.perf_counter()
-    scores = get_scorer("target_coverage").fit(target).score_samples(aug)
+    reference = reference_2d(sh)
+    scores = get_scorer("target_coverage").fit(reference).score_samples(aug)
     order = np.argsort(np.where(np.isfinite(scores), scores, np.inf), kind="stable")
     kept = aug.subset(np.sort(order[:n]))
     score_s = time.perf_counter() - t0
     res = train_lifter(with_augmentation(sh.ctx.train_part, kept), ctx.work_dir, sh.train_cfg, val=sh.ctx.val_part,
                        progress=ctx.progress)
-    return sh.row(ctx.work_dir, len(kept), train_s=res["wall_s"], gen_s=gen_s, score_s=score_s)
+    return {**sh.row(ctx.work_dir, len(kept), train_s=res["wall_s"], gen_s=gen_s, score_s=score_s),
+            "reference_2d_poses": len(reference)}
+
+
+def bench_aug_target_near(ctx: MethodContext) -> dict:
+    return _augmentation_nearest(ctx, "aug_target_near", lambda sh: ctx.target)
 
 
 def hard_target_rows(ctx: MethodContext, reference_dir, *, fraction: float = SUBSET_FRACTION) -> np.ndarray:
@@ -193,26 +202,8 @@ def bench_aug_target_hard(ctx: MethodContext) -> dict:
     """ADD's full augmentation, then the children nearest the target samples the reference lifter
     fails on (:func:`hard_target_rows`), as many as ADD's distilled set: augmentation steered by
     the estimator's error on the target (issue 13, item 3)."""
-    from posecurator.pipelines.add import _Shared, train_lifter, with_augmentation
-    from posecurator.scoring.base import get_scorer
-
-    target = _need_target(ctx, "aug_target_hard")
-    sh = _Shared(ctx)
-    aug, gen_s = sh.full_augmentation()
-    ref_dir, _ = sh.reference()
-    n0 = len(sh.ctx.train_part)
-    n = min(len(aug), max(0, int(round(sh.config.multiplier * n0)) - n0))
-    t0 = time.perf_counter()
-    hard = target.subset(hard_target_rows(ctx, ref_dir))
-    scores = get_scorer("target_coverage").fit(hard).score_samples(aug)
-    order = np.argsort(np.where(np.isfinite(scores), scores, np.inf), kind="stable")
-    kept = aug.subset(np.sort(order[:n]))
-    score_s = time.perf_counter() - t0
-    res = train_lifter(with_augmentation(sh.ctx.train_part, kept), ctx.work_dir, sh.train_cfg, val=sh.ctx.val_part,
-                       progress=ctx.progress)
-    row = sh.row(ctx.work_dir, len(kept), train_s=res["wall_s"], gen_s=gen_s, score_s=score_s)
-    row["hard_target_poses"] = len(hard)
-    return row
+    return _augmentation_nearest(ctx, "aug_target_hard",
+                                 lambda sh: ctx.target.subset(hard_target_rows(ctx, sh.reference()[0])))
 
 
 bench.METHODS.update({
