@@ -736,6 +736,15 @@ def read_npz_headers(path: str | os.PathLike) -> dict[str, tuple[tuple[int, ...]
     return out
 
 
+def _npz_read_error(path, name: str | None, e: BaseException) -> DataError:
+    """The one-line error of an npz that cannot be read: missing, or ``name`` (None: the archive
+    itself) corrupt or truncated."""
+    if isinstance(e, FileNotFoundError):
+        return DataError(path, "no such file")
+    what = "not a readable npz file" if name is None else f"cannot read array {_error_text(name, 40)!r}"
+    return DataError(path, f"{what} (corrupt or truncated?): {_error_text(e)}")
+
+
 def read_npz_arrays(path: str | os.PathLike, names=None, *, required: bool = True) -> dict[str, np.ndarray]:
     """Arrays of an npz file, read without pickle (the same arrays ``np.load`` gives).
 
@@ -764,11 +773,8 @@ def read_npz_arrays(path: str | os.PathLike, names=None, *, required: bool = Tru
                         out[name] = np.lib.format.read_array(f, allow_pickle=False)
     except DataError:
         raise
-    except FileNotFoundError:
-        raise DataError(path, "no such file") from None
-    except _NPZ_ERRORS as e:
-        what = "not a readable npz file" if name is None else f"cannot read array {_error_text(name, 40)!r}"
-        raise DataError(path, f"{what} (corrupt or truncated?): {_error_text(e)}") from None
+    except (FileNotFoundError, *_NPZ_ERRORS) as e:
+        raise _npz_read_error(path, name, e) from None
     return out
 
 
@@ -1173,11 +1179,8 @@ def _npz_members(path: Path) -> dict[str, _Member]:
                     out[name] = _Member(shape, dtype, offset)
     except DataError:
         raise
-    except FileNotFoundError:
-        raise DataError(path, "no such file") from None
-    except _NPZ_ERRORS as e:
-        what = "not a readable npz file" if name is None else f"cannot read array {_error_text(name, 40)!r}"
-        raise DataError(path, f"{what} (corrupt or truncated?): {_error_text(e)}") from None
+    except (FileNotFoundError, *_NPZ_ERRORS) as e:
+        raise _npz_read_error(path, name, e) from None
     return out
 
 

@@ -15,14 +15,6 @@ from posecurator.cli.main import main
 TINY = {"width": 64, "blocks": 1, "epochs": 2, "batch_size": 64, "dropout": 0.1, "val_fraction": 0.5}
 
 
-@pytest.fixture(scope="module")
-def cmu_clip(tmp_path_factory, shared_data):
-    """CMU subject 11 (soccer kick) and subject 01 (jumps) copied to a temp folder (never into the repo)."""
-    d = tmp_path_factory.mktemp("cmu")
-    for name in ("11.asf", "11_01.amc", "01.asf", "01_01.amc"):
-        shutil.copy(shared_data / "cmu" / name, d / name)
-    return d
-
 
 def run_cli(capsys, *argv):
     code = main([*map(str, argv)])

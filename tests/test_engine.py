@@ -141,11 +141,16 @@ def ray_engine():
         yield eng
 
 
-@inside_only
-def test_ray_listens_on_loopback_only(ray_engine):
+def assert_listening_on_loopback_only() -> None:
+    """Every listening TCP socket of this (private) network namespace is on loopback."""
     p = subprocess.run(["ss", "-tlnH"], capture_output=True, text=True)
     local = [line.split()[3] for line in p.stdout.splitlines() if line.strip()]
     assert local and all(a.startswith(("127.0.0.1:", "[::ffff:127.0.0.1]:", "[::1]:")) for a in local), local
+
+
+@inside_only
+def test_ray_listens_on_loopback_only(ray_engine):
+    assert_listening_on_loopback_only()
 
 
 @inside_only

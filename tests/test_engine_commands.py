@@ -14,12 +14,11 @@ VAEs and lifters.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from test_engine import INSIDE, inside_only, netns_problem, run_inside_private_network
+from test_engine import INSIDE, assert_listening_on_loopback_only, inside_only, netns_problem, run_inside_private_network
 
 from posecurator.engine import LocalEngine
 from posecurator.poseset import PoseSet
@@ -66,13 +65,6 @@ def hdm(shared_data) -> PoseSet:
     assert len(files) == 8, f"HDM05 files missing in {amc}"
     return PoseSet.concatenate([import_path(f, progress=False) for f in files], renumber=True)
 
-
-@pytest.fixture(scope="module")
-def cmu_clip(tmp_path_factory, shared_data):
-    d = tmp_path_factory.mktemp("cmu")
-    for name in ("11.asf", "11_01.amc", "01.asf", "01_01.amc"):
-        shutil.copy(shared_data / "cmu" / name, d / name)
-    return d
 
 
 def _vae():
@@ -256,11 +248,7 @@ def ray_engine():
 
 @inside_only
 def test_ray_listens_on_loopback_only(ray_engine):
-    import subprocess
-
-    p = subprocess.run(["ss", "-tlnH"], capture_output=True, text=True)
-    local = [line.split()[3] for line in p.stdout.splitlines() if line.strip()]
-    assert local and all(a.startswith(("127.0.0.1:", "[::ffff:127.0.0.1]:", "[::1]:")) for a in local), local
+    assert_listening_on_loopback_only()
 
 
 @inside_only
