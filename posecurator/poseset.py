@@ -985,6 +985,33 @@ def iter_chunks(path: str | os.PathLike, *, columns: list[str] | None = None) ->
         yield PoseSet(**kwargs, layout=meta["layout"], fps=meta["fps"], cameras=meta.get("cameras", []), attrs=meta.get("attrs", {}))
 
 
+def write_chunk_file(path: str | os.PathLike, ps: PoseSet, tables: dict[str, dict[str, int]], *, frozen: bool = False) -> int:
+    """Write ``ps`` as one chunk file of a pose-set folder (text columns as codes into ``tables``,
+    name -> {string: code}; new strings get the next code, or, with ``frozen``, are an error: the
+    tables were handed to this process by a :class:`PoseSetWriter`). Synced, since the folder may
+    be renamed into place next. Returns the format version the chunk's columns need."""
+    arrays, version = {}, 1
+    for name in ps._array_fields():
+        value = getattr(ps, name)
+        if value is None:
+            continue
+        version = max(version, _VERSION_OF_COLUMN.get(name, 1))
+        if name in STRING_COLUMNS:
+            table = tables[name]
+            uniq, inverse = np.unique(value, return_inverse=True)
+            if frozen:
+                missing = [u for u in uniq.tolist() if u not in table]
+                if missing:
+                    raise ValueError(f"column {name}: {missing[0]!r} has no code in the writer's table (reserve it first)")
+                codes = np.array([table[u] for u in uniq.tolist()], dtype=np.int32)
+            else:
+                codes = np.array([table.setdefault(u, len(table)) for u in uniq.tolist()], dtype=np.int32)
+            value = codes[inverse.reshape(-1)]
+        arrays[name] = np.ascontiguousarray(value)
+    atomic_savez(path, **arrays)
+    return version
+
+
 class PoseSetWriter:
     """Append pose sets chunk by chunk to a new folder; renamed into place on a clean exit.
 
@@ -1013,6 +1040,7 @@ class PoseSetWriter:
         self.cameras: list[dict] = []
         self._tables: dict[str, dict[str, int]] = {k: {} for k in STRING_COLUMNS}
         self._chunks: list[dict] = []
+        self._claimed = 0
         self._version = 1
         self._tmp: Path | None = None
         self._tmp_lock: int | None = None
@@ -1063,22 +1091,51 @@ class PoseSetWriter:
             self._write_chunk(ps.subset(slice(start, start + self.chunk_size)))
 
     def _write_chunk(self, ps: PoseSet) -> None:
-        arrays = {}
-        for name in ps._array_fields():
-            value = getattr(ps, name)
-            if value is None:
-                continue
-            self._version = max(self._version, _VERSION_OF_COLUMN.get(name, 1))
-            if name in STRING_COLUMNS:
-                table = self._tables[name]
-                uniq, inverse = np.unique(value, return_inverse=True)
-                codes = np.array([table.setdefault(u, len(table)) for u in uniq.tolist()], dtype=np.int32)
-                value = codes[inverse.reshape(-1)]
-            arrays[name] = np.ascontiguousarray(value)
-        fname = f"chunk-{len(self._chunks):05d}.npz"
-        atomic_savez(self._tmp / fname, **arrays)  # synced: the folder may be renamed into place next
-        self._chunks.append({"file": fname, "n": len(ps)})
-        self._n += len(ps)
+        fname = self.claim_chunk()
+        version = write_chunk_file(self._tmp / fname, ps, self._tables)
+        self.register_chunk(fname, len(ps), version)
+
+    # ------------------------------------------------------------ chunks written by other processes
+    # A producer whose workers write chunks themselves (sharded augmentation on a parallel engine:
+    # the rows never pass through this process) claims the chunks' names in output order, reserves
+    # every string its rows may hold, hands `folder` and `frozen_tables()` to the workers (which call
+    # `write_chunk_file(..., frozen=True)`), and registers each chunk, in the claimed order, once written.
+    @property
+    def folder(self) -> Path:
+        """The temporary folder the chunks go to (renamed into place on a clean exit)."""
+        if self._tmp is None:
+            raise RuntimeError("use PoseSetWriter as a context manager")
+        return self._tmp
+
+    def claim_chunk(self) -> str:
+        """The file name of the next chunk in output order (register it with :meth:`register_chunk`)."""
+        if self._tmp is None:
+            raise RuntimeError("use PoseSetWriter as a context manager")
+        fname = f"chunk-{self._claimed:05d}.npz"
+        self._claimed += 1
+        return fname
+
+    def register_chunk(self, fname: str, n: int, version: int = 1) -> None:
+        """Record a chunk written into :attr:`folder` under a name from :meth:`claim_chunk`; chunks
+        must be registered in the order their names were claimed."""
+        expected = f"chunk-{len(self._chunks):05d}.npz"
+        if fname != expected:
+            raise ValueError(f"chunk {fname} registered out of order (next is {expected})")
+        self._version = max(self._version, int(version))
+        self._chunks.append({"file": fname, "n": int(n)})
+        self._n += int(n)
+
+    def reserve_strings(self, name: str, values) -> None:
+        """Give codes now to ``values`` of text column ``name`` (in this order, where new), so that
+        chunks written elsewhere with :meth:`frozen_tables` can hold them. A reserved string no row
+        uses stays in the header's table (harmless: readers map codes, not table entries)."""
+        table = self._tables[name]
+        for v in values:
+            table.setdefault(str(v), len(table))
+
+    def frozen_tables(self) -> dict[str, dict[str, int]]:
+        """A copy of the string -> code tables, for :func:`write_chunk_file` in another process."""
+        return {k: dict(t) for k, t in self._tables.items()}
 
     def __exit__(self, exc_type, exc, tb):
         try:

@@ -181,8 +181,19 @@ def test_evolve_to_store_writes_what_evolve_and_save_write(bandai, prior, tmp_pa
     evolve_to_store(bandai, tmp_path / "disk-new.pcs", prior=prior, config=config, chunk_size=2500, include_original=False)
     assert (written, generated) == (len(whole), len(aug))
     assert _stats(st) == _stats(stats)
-    assert digest(tmp_path / "disk.pcs") == digest(tmp_path / "mem.pcs")
-    assert digest(tmp_path / "disk-new.pcs") == digest(tmp_path / "mem-new.pcs")
+    if shard_size is None:  # one stream: the chunks of one save of everything
+        assert digest(tmp_path / "disk.pcs") == digest(tmp_path / "mem.pcs")
+        assert digest(tmp_path / "disk-new.pcs") == digest(tmp_path / "mem-new.pcs")
+    else:  # sharded: the same rows, one chunk per shard after the original's chunks
+        for disk, mem in (("disk.pcs", whole), ("disk-new.pcs", aug)):
+            stored = PoseSet.load(tmp_path / disk)
+            _assert_same(stored, mem)
+            assert stored.cameras == mem.cameras and stored.attrs == mem.attrs
+        meta = json.loads((tmp_path / "disk.pcs" / "posecurator.json").read_text())
+        sizes = [c["n"] for c in meta["chunks"]]
+        k = math.ceil(len(bandai) / 2500)  # the original's chunks, then the shards'
+        assert sizes[:k - 1] == [2500] * (k - 1) and sum(sizes[:k]) == len(bandai)
+        assert len(sizes) > k + 2 and max(sizes[k:]) <= config.shard_size and sum(sizes) == len(whole)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["disk-new.pcs", "disk.pcs", "mem-new.pcs", "mem.pcs"]  # no scratch left
     assert not any("scratch" in p.name for p in (tmp_path / "disk.pcs").iterdir())
 
@@ -261,8 +272,12 @@ def test_augment_command_shards_by_default_and_reproduces_earlier_versions(banda
     p = JointAnglePrior().fit(ps)
     for name, shard in (("one", None), ("sh", evo.DEFAULT_SHARD_SIZE)):
         aug, _ = evolve(ps, prior=p, config=EvolutionConfig(multiple=2.0, shard_size=shard), progress=False)
-        PoseSet.concatenate([ps.replace(joints2d=None, visibility=None, camera=None), aug]).save(tmp_path / f"{name}-ref.pcs")
-        assert digest(tmp_path / f"{name}.pcs") == digest(tmp_path / f"{name}-ref.pcs"), name
+        whole = PoseSet.concatenate([ps.replace(joints2d=None, visibility=None, camera=None), aug])
+        whole.save(tmp_path / f"{name}-ref.pcs")
+        if shard is None:  # one stream: byte for byte what earlier versions wrote
+            assert digest(tmp_path / f"{name}.pcs") == digest(tmp_path / f"{name}-ref.pcs"), name
+        else:  # sharded: the same rows (chunks follow the shards)
+            _assert_same(PoseSet.load(tmp_path / f"{name}.pcs"), whole)
     doc = json.loads((tmp_path / "sh.pcs" / "augment_stats.json").read_text())
     assert doc["evolution"]["shard_size"] == evo.DEFAULT_SHARD_SIZE and doc["engine"] == "local"
     assert "shard_size" not in json.loads((tmp_path / "one.pcs" / "augment_stats.json").read_text())["evolution"]

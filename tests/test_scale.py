@@ -251,6 +251,20 @@ def test_streaming_density_scores_equal_in_memory(hdm05_bd, augmented, tmp_path)
     ids, got = score_dataset(scorer, path, chunk_size=9_999, columns=["joints3d"])
     assert got.tobytes() == want.tobytes()
 
+    class Parallel:  # an engine whose tasks run elsewhere: they read their own blocks, the last first
+        parallel = True
+
+        def map(self, fn, items, *, shared=None):
+            items = list(items)
+            return iter([fn(shared, x) for x in items[::-1]][::-1])
+
+    for chunk, columns in ((16_384, ["joints3d"]), (40_000, None)):  # blocks across the 25,000-row chunks
+        ids, got = score_dataset(scorer, path, chunk_size=chunk, columns=columns, engine=Parallel(),
+                                 output=tmp_path / "parallel.npz")
+        assert ids.tobytes() == whole.sample_id.tobytes() and got.tobytes() == want.tobytes(), chunk
+        fid, fsc = load_scores(tmp_path / "parallel.npz")
+        assert fid.tobytes() == ids.tobytes() and fsc.tobytes() == want.tobytes()
+
 
 def test_streaming_lifter_error_keeps_one_random_stream(hdm05_bd, tmp_path):
     """lifter_error draws seeded random cameras while scoring: the stream keeps one random stream and

@@ -166,6 +166,10 @@ class ShardResult:
     def __len__(self) -> int:
         return len(self.joints)
 
+    def code_counts(self) -> np.ndarray:
+        """Kept children per operator combination (index = code)."""
+        return np.bincount(self.code, minlength=len(_COMBO_NAMES))
+
 
 def _localise(population, draws: list[GenerationDraws]) -> tuple[np.ndarray, list[GenerationDraws]]:
     """Gather once the population rows that ``draws`` use (from a population held in a file: one
@@ -312,6 +316,62 @@ def evolve_generation(population: PoseSet, *, n_children: int, rng: np.random.Ge
 
 
 # ------------------------------------------------------------------------------- full augmentation
+@dataclass
+class Lineage:
+    """What children inherit from the original set of a full augmentation, light enough to send to
+    workers: its text columns, sample ids and metadata (not its joints). Children's sample ids
+    follow from their population rows: ``next_id + row - len(original)`` for rows past the original
+    (rows are appended in output order, and the only generation whose children are cut is the
+    last), so parents' ids are computed, never stored."""
+
+    source: TextColumn
+    subject: TextColumn
+    activity: TextColumn
+    sample_id: np.ndarray
+    next_id: int
+    layout: str
+    fps: float
+    attrs: dict
+
+    @classmethod
+    def of(cls, original: PoseSet) -> "Lineage":
+        return cls(original.source, original.subject, original.activity, original.sample_id, next_sample_id(original),
+                   original.layout, original.fps, dict(original.attrs))
+
+    def __len__(self) -> int:
+        return len(self.sample_id)
+
+    def sid(self, rows: np.ndarray) -> np.ndarray:
+        """Sample ids of population rows."""
+        n0 = len(self.sample_id)
+        return np.where(rows < n0, self.sample_id[np.minimum(rows, max(n0 - 1, 0))], self.next_id + rows - n0)
+
+
+def children_piece(lineage: Lineage, r: ShardResult, take: int, *, lo: int, root: np.ndarray, first_row: int,
+                   generation: int, frame0: int) -> PoseSet:
+    """The first ``take`` kept children of shard result ``r`` as a pose set: bred from population
+    rows ``lo + r.parent`` (``root``: the original row each one's first-parent line goes back to),
+    placed at population rows ``first_row, first_row + 1, ...``; ``frame0`` children of their
+    generation come before them."""
+    parent = lo + r.parent[:take]
+    partner = r.partner[:take]
+    return PoseSet(
+        joints3d=r.joints[:take],
+        source=lineage.source[root], subject=lineage.subject[root], activity=lineage.activity[root],
+        clip=TextColumn.full(take, clip_name(generation)),
+        frame=frame0 + np.arange(take, dtype=np.int32),
+        sample_id=lineage.next_id + (first_row - len(lineage)) + np.arange(take, dtype=np.int64),
+        parents=np.stack([lineage.sid(parent), np.where(partner >= 0, lineage.sid(lo + np.maximum(partner, 0)), -1)], axis=1),
+        operator=_operator_column(r.code[:take]),
+        generation=np.full(take, generation, dtype=np.int16),
+        layout=lineage.layout, fps=lineage.fps, attrs=dict(lineage.attrs))
+
+
+def clip_name(generation: int) -> str:
+    """The ``clip`` of the children of generation ``generation``."""
+    return f"aug-g{int(generation):03d}"
+
+
 class ArrayPopulation:
     """The evolving population in memory: joints (capacity, 17, 3) float32 of the original then of
     every kept child in order, and per row its *root*, the original row its first-parent line goes
@@ -351,7 +411,7 @@ def _local_map(fn, items: Iterable, *, shared=None) -> Iterator:
 
 
 def evolve_parts(original: PoseSet, store, *, prior: JointAnglePrior | None, config: EvolutionConfig, need: int,
-                 engine=None, progress: bool = False) -> Iterator[tuple[str, object]]:
+                 engine=None, progress: bool = False, placer=None) -> Iterator[tuple[str, object]]:
     """The loop of a full augmentation, as a stream: yields ``("children", PoseSet)`` pieces of the
     kept children in their final order (a shard's worth or less at a time) and ``("stats",
     GenerationStats)`` after each generation, until ``need`` children are out.
@@ -361,25 +421,26 @@ def evolve_parts(original: PoseSet, store, *, prior: JointAnglePrior | None, con
     store) holding the original's joints in rows ``0..len(original)-1``; ``engine``: anything with
     ``map(fn, items, shared=...)`` yielding results in order (None = in this process).
 
-    A child's sample id is its row's: ``next_sample_id(original) + row - len(original)`` (rows are
-    appended in output order, and the only generation whose children are cut is the last), so the
-    parents' ids are computed, never stored.
+    ``placer`` (sharded evolution only; :mod:`posecurator.augment.streaming`): makes the shards
+    (``placer.breed(tasks, shared)``, results in order, maybe only their summaries) and puts each
+    shard's first ``take`` kept children in place itself (``placer.place(...)``, writing the
+    population rows and the output); ``placer.end_generation()`` returns once the generation's
+    children are all in place. Nothing is yielded for the children then, only the stats.
+    Children's sample ids: see :class:`Lineage`.
     """
     n0 = len(original)
     if n0 < 1 and need > 0:
         raise ValueError("the population is empty")
-    next_id0 = next_sample_id(original)
-    sid0 = original.sample_id
+    lineage = Lineage.of(original)
     first_gen = int(original.generation.max()) + 1 if n0 else 1
     sharded = config.shard_size is not None
+    if placer is not None and not sharded:
+        raise ValueError("a placer needs sharded evolution (shard_size)")
     rng = None if sharded else np.random.default_rng(config.seed)
     shared = (config, prior)
 
-    def sid(rows):
-        return np.where(rows < n0, sid0[np.minimum(rows, n0 - 1)], next_id0 + rows - n0)
-
     lo, hi = 0, n0
-    have, acceptance, next_id = 0, 1.0, next_id0
+    have, acceptance = 0, 1.0
     bar = None
     if progress and need:
         from tqdm import tqdm
@@ -397,43 +458,38 @@ def evolve_parts(original: PoseSet, store, *, prior: JointAnglePrior | None, con
             pop = store.population(lo, hi)
             if sharded:
                 tasks = (ShardTask(pop, (config.seed, g, k), m) for k, m in enumerate(shard_sizes(n_children, config.shard_size)))
-                results = (engine.map(run_shard, tasks, shared=shared) if engine is not None
+                results = (placer.breed(tasks, shared, generation=gen) if placer is not None
+                           else engine.map(run_shard, tasks, shared=shared) if engine is not None
                            else _local_map(run_shard, tasks, shared=shared))
             else:
                 results = iter([breed_shard(pop, rng, n_children, config, prior)])
             made, kept, written, op_counts = 0, 0, 0, {}
             kept_codes = np.zeros(len(_COMBO_NAMES), np.int64)
+            first_row = n0 + have  # the population row of the generation's first child
             for r in results:
                 made += r.made
                 for name, c in r.operators.items():
                     op_counts[name] = op_counts.get(name, 0) + c
-                kept_codes += np.bincount(r.code, minlength=len(_COMBO_NAMES))
-                take = min(len(r), remaining - written)
-                if take > 0:
-                    parent = lo + r.parent[:take]
-                    partner = r.partner[:take]
-                    root = store.roots(parent)
-                    piece = PoseSet(
-                        joints3d=r.joints[:take],
-                        source=original.source[root], subject=original.subject[root], activity=original.activity[root],
-                        clip=TextColumn.full(take, f"aug-g{gen:03d}"),
-                        frame=kept + np.arange(take, dtype=np.int32),
-                        sample_id=next_id + kept + np.arange(take, dtype=np.int64),
-                        parents=np.stack([sid(parent), np.where(partner >= 0, sid(lo + np.maximum(partner, 0)), -1)], axis=1),
-                        operator=_operator_column(r.code[:take]),
-                        generation=np.full(take, gen, dtype=np.int16),
-                        layout=original.layout, fps=original.fps, attrs=dict(original.attrs))
+                kept_codes += r.code_counts()
+                take = max(0, min(len(r), remaining - written))
+                if placer is not None:
+                    placer.place(r, take, lo=lo, first_row=first_row + written, generation=gen, frame0=kept)
+                elif take > 0:
+                    root = store.roots(lo + r.parent[:take])
+                    piece = children_piece(lineage, r, take, lo=lo, root=root, first_row=first_row + written,
+                                           generation=gen, frame0=kept)
                     store.append(r.joints[:take], root)
-                    written += take
                     yield "children", piece
-                    if bar is not None:
-                        bar.update(take)
+                written += take
+                if bar is not None and take:
+                    bar.update(take)
                 kept += len(r)
+            if placer is not None:
+                placer.end_generation()
             st = GenerationStats(generation=gen, population=size, made=made, rejected=made - kept, kept=kept,
                                  seconds=time.perf_counter() - t0, operators=op_counts,
                                  operators_kept=_kept_operators(kept_codes))
             acceptance = kept / made if made else 0.0
-            next_id += kept
             have += written
             if written:
                 lo, hi = (lo, hi + written) if config.population == "all" else (hi, hi + written)

@@ -17,9 +17,12 @@ it: 1.9 GB resident for 16k random rows of a 2 GB file, measured here). The scra
 the temporary folder: deleted at the end, removed with it on failure (nothing half-written is
 left), and by the next writer of the output if this process was killed.
 
-The output is the same, byte for byte, as ``evolve`` followed by ``PoseSet.save`` (tested): the
-children are appended in exact multiples of the writer's chunk size, so its chunks do not depend on
-how the children came (shards, workers, engine).
+One random stream (``shard_size`` None): the output is the same, byte for byte, as ``evolve``
+followed by ``PoseSet.save`` (tested): the children are appended in exact multiples of the
+writer's chunk size. Sharded: the same poses, columns and lineage as ``evolve`` (tested), but each
+shard's children are one chunk, written by the process that made them (see the comment above
+:class:`ShardFile`), so the chunks follow the shards; the output is the same, byte for byte,
+on every engine and number of workers (tested).
 """
 
 from __future__ import annotations
@@ -31,9 +34,11 @@ from pathlib import Path
 
 import numpy as np
 
-from posecurator.augment.evolution import EvolutionConfig, GenerationStats, evolve_parts
+from posecurator.augment import evolution
+from posecurator.augment.evolution import (_COMBO_NAMES, EvolutionConfig, GenerationStats, Lineage, ShardResult, children_piece,
+                                           clip_name, evolve_parts)
 from posecurator.augment.plausibility import JointAnglePrior
-from posecurator.poseset import DEFAULT_CHUNK, PoseSet, PoseSetWriter
+from posecurator.poseset import DEFAULT_CHUNK, PoseSet, PoseSetWriter, write_chunk_file
 
 # bytes mapped at a time when gathering rows from a population file (the reader's resident set)
 WINDOW_BYTES = 32 << 20
@@ -120,6 +125,16 @@ class FilePopulation:
         _pwrite_all(self._fd_root, np.ascontiguousarray(root, np.int64), self.root_offset + self.rows * 8)
         self.rows += k
 
+    def advance(self, k: int) -> None:
+        """Count ``k`` rows appended by another process (:func:`place_children`)."""
+        if self.rows + k > self.capacity:
+            raise ValueError(f"population file full ({self.capacity} rows)")
+        self.rows += int(k)
+
+    def files(self) -> "PopulationFiles":
+        return PopulationFiles(str(self.joints_path), self.joints_offset, str(self.root_path), self.root_offset,
+                               self.capacity, self.sync)
+
     def end_generation(self) -> None:
         """The rows appended so far are bred from next: with ``sync`` (workers in other processes,
         maybe on other nodes of a shared file system) they are flushed to the file first; on one
@@ -141,6 +156,39 @@ class FilePopulation:
                 os.close(fd)
                 setattr(self, name, None)
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+@dataclass
+class PopulationFiles:
+    """Where a :class:`FilePopulation` keeps its rows, for processes that write or read them."""
+
+    joints_path: str
+    joints_offset: int
+    root_path: str
+    root_offset: int
+    capacity: int
+    sync: bool
+
+    def roots(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows, np.int64)
+        order = np.argsort(rows, kind="stable")
+        out = np.empty(len(rows), np.int64)
+        out[order] = read_rows(self.root_path, self.root_offset, np.int64, (), self.capacity, rows[order])
+        return out
+
+    def write(self, first_row: int, joints: np.ndarray, root: np.ndarray) -> None:
+        """Rows ``first_row...`` (a range no other process writes)."""
+        if first_row + len(joints) > self.capacity:
+            raise ValueError(f"population file full ({self.capacity} rows)")
+        for path, offset, arr in ((self.joints_path, self.joints_offset + first_row * 17 * 3 * 4, np.ascontiguousarray(joints, np.float32)),
+                                  (self.root_path, self.root_offset + first_row * 8, np.ascontiguousarray(root, np.int64))):
+            fd = os.open(path, os.O_RDWR)
+            try:
+                _pwrite_all(fd, arr, offset)
+                if self.sync:  # read next by workers on other nodes of a shared file system
+                    os.fdatasync(fd)
+            finally:
+                os.close(fd)
 
 
 def _pwrite_all(fd: int, arr: np.ndarray, offset: int) -> None:
@@ -182,6 +230,141 @@ class _Rechunker:
         self.written += len(ps)
 
 
+# ----------------------------------------------------------------------------- children placed by workers
+# Sharded evolution writes each shard's kept children as one chunk of the output, in two steps per
+# shard: breed (a shard's children, kept in the process that made them) and place (once the rows
+# before it are known, in shard order: the children's chunk file with their sample ids, lineage and
+# text codes, and their rows of the population file). On a parallel engine both steps are tasks, so
+# the children never pass through the driver, which only claims chunk names, counts and renames:
+# breeding writes the children to a scratch file and returns a summary; placing reads that file.
+# In this process both steps run one after the other with the children in memory. Either way the
+# same `place_children` writes the same bytes, so the output does not depend on the engine.
+@dataclass
+class ShardFile:
+    """A shard's kept children left in a scratch ``.npz`` by :func:`breed_shard_to_file`: what the
+    loop needs of them (counts) without the children themselves."""
+
+    path: str
+    made: int
+    operators: dict
+    kept: int
+    counts: np.ndarray
+
+    def __len__(self) -> int:
+        return self.kept
+
+    def code_counts(self) -> np.ndarray:
+        return self.counts
+
+
+def breed_shard_to_file(shared: tuple, item: tuple) -> ShardFile:
+    """``run_shard`` of ``item = (task, scratch path)``, the children written to the path."""
+    task, path = item
+    r = evolution.run_shard(shared, task)
+    with open(path, "wb") as f:
+        np.savez(f, joints=r.joints, parent=r.parent, partner=r.partner, code=r.code)
+    return ShardFile(path, r.made, r.operators, len(r), r.code_counts())
+
+
+def _read_shard_file(path: str) -> ShardResult:
+    with np.load(path, allow_pickle=False) as z:
+        return ShardResult(z["joints"], z["parent"], z["partner"], z["code"], 0, {})
+
+
+@dataclass
+class ChildTarget:
+    """Where :func:`place_children` puts children: the output's temporary folder and its text
+    tables (frozen: every string a child can hold reserved), the lineage of the original set,
+    and the population files."""
+
+    folder: str
+    tables: dict
+    lineage: Lineage
+    population: PopulationFiles
+
+
+@dataclass
+class PlaceTask:
+    """One shard's placing: its result (in memory, or a :class:`ShardFile`'s path), how many of
+    its children go out (``take``; 0 = none: past the end of the augmentation), and where."""
+
+    shard: object
+    take: int
+    lo: int
+    first_row: int
+    generation: int
+    frame0: int
+    chunk: str | None
+
+
+def place_children(target: ChildTarget, task: PlaceTask) -> tuple[int, int]:
+    """Write a shard's first ``take`` kept children as chunk ``task.chunk`` of the output and as
+    population rows ``first_row...``; remove its scratch file. Returns ``(rows, format version)``."""
+    if isinstance(task.shard, str):
+        r = _read_shard_file(task.shard)
+        os.remove(task.shard)
+    else:
+        r = task.shard
+    if task.take <= 0:
+        return 0, 1
+    root = target.population.roots(task.lo + r.parent[:task.take])
+    piece = children_piece(target.lineage, r, task.take, lo=task.lo, root=root, first_row=task.first_row,
+                           generation=task.generation, frame0=task.frame0)
+    version = write_chunk_file(Path(target.folder) / task.chunk, piece, target.tables, frozen=True)
+    target.population.write(task.first_row, r.joints[:task.take], root)
+    return task.take, version
+
+
+class _ChildPlacer:
+    """The placer of :func:`~posecurator.augment.evolution.evolve_parts` for sharded evolution
+    into a :class:`PoseSetWriter` (see the comment above :class:`ShardFile`). ``engine``: a
+    parallel engine (both steps as its tasks, children through scratch files in ``scratch``), or
+    None (both steps here)."""
+
+    def __init__(self, writer: PoseSetWriter, store: FilePopulation, lineage: Lineage, *, engine=None,
+                 scratch: Path | None = None):
+        self.writer, self.store, self.lineage = writer, store, lineage
+        self.engine, self.scratch = engine, scratch
+        self.children = 0
+        self.queue: list[PlaceTask] = []
+        # every string a child can hold, coded before any child is written (the same codes on
+        # every engine); each generation's clip name is added when it starts
+        for name in ("source", "subject", "activity"):
+            writer.reserve_strings(name, getattr(lineage, name).table.tolist())
+        writer.reserve_strings("operator", _COMBO_NAMES.tolist())
+        self._target: ChildTarget | None = None
+
+    def _start(self, generation: int) -> None:
+        self.writer.reserve_strings("clip", [clip_name(generation)])
+        self._target = ChildTarget(str(self.writer.folder), self.writer.frozen_tables(), self.lineage, self.store.files())
+
+    def breed(self, tasks, shared, *, generation: int):
+        self._start(generation)
+        if self.engine is None:
+            return (evolution.run_shard(shared, t) for t in tasks)
+        items = ((t, str(self.scratch / f"shard-g{generation:03d}-{t.key[2]:06d}.npz")) for t in tasks)
+        return self.engine.map(breed_shard_to_file, items, shared=shared)
+
+    def place(self, r, take: int, *, lo: int, first_row: int, generation: int, frame0: int) -> None:
+        chunk = self.writer.claim_chunk() if take > 0 else None
+        task = PlaceTask(r.path if isinstance(r, ShardFile) else r, take, lo, first_row, generation, frame0, chunk)
+        self.store.advance(take)
+        self.children += take
+        if self.engine is None:
+            if take > 0:
+                self.writer.register_chunk(chunk, *place_children(self._target, task))
+        else:
+            self.queue.append(task)
+
+    def end_generation(self) -> None:
+        if self.engine is None or not self.queue:
+            return
+        queue, self.queue = self.queue, []
+        for task, (n, version) in zip(queue, self.engine.map(place_children, queue, shared=self._target)):
+            if task.chunk is not None:
+                self.writer.register_chunk(task.chunk, n, version)
+
+
 def evolve_to_store(population: PoseSet, output_path: str | os.PathLike, *, prior: JointAnglePrior | None,
                     config: EvolutionConfig | None = None, target_size: int | None = None, include_original: bool = True,
                     engine=None, chunk_size: int = DEFAULT_CHUNK, overwrite: bool = True,
@@ -211,6 +394,7 @@ def evolve_to_store(population: PoseSet, output_path: str | os.PathLike, *, prio
     original = population.replace(joints2d=None, visibility=None, camera=None, bbox=None)
     stats: list[GenerationStats] = []
     children = 0
+    sharded = config.shard_size is not None
     with PoseSetWriter(output_path, layout=original.layout, fps=original.fps, chunk_size=chunk_size, overwrite=overwrite,
                        attrs=dict(original.attrs)) as writer:
         if include_original:
@@ -218,13 +402,20 @@ def evolve_to_store(population: PoseSet, output_path: str | os.PathLike, *, prio
         out = _Rechunker(writer, chunk_size)
         if include_original:
             out.add(original)
+            if sharded:
+                out.flush()  # the children's chunks follow, one per shard
         # scratch inside the writer's temporary folder: it goes with that folder on failure or kill
         # (absolute: workers of a parallel engine may run in another folder)
         store = FilePopulation(writer.scratch_dir("scratch-population"), original.joints3d, n0 + need,
                                sync=bool(getattr(engine, "address", None)))
+        placer = None
+        if sharded:
+            parallel = engine is not None and getattr(engine, "parallel", False)
+            placer = _ChildPlacer(writer, store, Lineage.of(original), engine=engine if parallel else None,
+                                  scratch=store.folder if parallel else None)
         try:
-            for kind, item in evolve_parts(original, store, prior=prior, config=config, need=need, engine=engine,
-                                           progress=progress):
+            for kind, item in evolve_parts(original, store, prior=prior, config=config, need=need,
+                                           engine=None if sharded else engine, progress=progress, placer=placer):
                 if kind == "children":
                     out.add(item)
                     children += len(item)
@@ -233,4 +424,6 @@ def evolve_to_store(population: PoseSet, output_path: str | os.PathLike, *, prio
         finally:
             store.close()  # before the writer renames its folder into place
         out.flush()
-    return out.written, children, stats
+        if placer is not None:
+            children = placer.children
+    return out.written + children if placer is not None else out.written, children, stats

@@ -19,9 +19,12 @@ The scores equal those of ``scorer.score_samples(PoseSet.load(path))`` whatever 
 
 Engines (``engine``, a :mod:`posecurator.engine` engine): the blocks of a scorer without
 ``score_stream`` are scored by ``engine.map`` (each block a task, results in block order; a block's
-scores depend on the block alone, so they are the same on every engine and worker count). A
-scorer with ``score_stream`` keeps one random stream across the blocks and is run in this
-process whatever the engine.
+scores depend on the block alone, so they are the same on every engine and worker count). On a
+parallel engine each task reads its own block (rows ``a..b-1`` through
+:meth:`posecurator.poseset.PoseStore.take`: the same rows and columns) and returns its sample ids
+with its scores, so the poses never pass through this process (on a cluster the dataset must then
+be on a file system every node mounts). A scorer with ``score_stream`` keeps one random stream
+across the blocks and is run in this process whatever the engine.
 
 :func:`write_scores` writes what :func:`posecurator.selection.bins.save_scores` writes for an
 ``.npz`` (arrays ``sample_id`` and ``score``; loadable by ``load_scores``), atomically.
@@ -36,7 +39,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from posecurator.fileio import atomic_savez
-from posecurator.poseset import PoseSet, iter_chunks, read_meta
+from posecurator.poseset import PoseSet, PoseStore, iter_chunks, read_meta
 
 DEFAULT_STREAM_CHUNK = 262_144
 
@@ -102,6 +105,14 @@ def score_block(scorer, block: PoseSet) -> np.ndarray:
     return np.asarray(scorer.score_samples(block), dtype=np.float64)
 
 
+def score_row_range(scorer, item: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """``(sample_id, scores)`` of rows ``a..b-1`` of a dataset, read here: ``item = (path, columns,
+    a, b)``. The task a parallel engine runs (module level, so workers import it)."""
+    path, columns, a, b = item
+    block = PoseStore(path).take(np.arange(a, b, dtype=np.int64), columns=columns)
+    return block.sample_id, score_block(scorer, block)
+
+
 def can_distribute(scorer) -> bool:
     """Whether the blocks of ``scorer`` may be scored apart (no random stream across blocks)."""
     return getattr(scorer, "score_stream", None) is None
@@ -143,8 +154,21 @@ def score_dataset(scorer, dataset_path: str | os.PathLike, *, chunk_size: int = 
 
     pos = 0
     try:
-        parts = (engine.map(score_block, blocks(), shared=scorer) if engine is not None and can_distribute(scorer)
-                 else score_parts(scorer, blocks()))
+        if engine is not None and can_distribute(scorer) and getattr(engine, "parallel", False):
+            # the workers read their blocks themselves: only row ranges go out, ids and scores come back
+            ranges = ((str(path), wanted, a, min(a + chunk_size, n)) for a in range(0, n, chunk_size))
+            for ids, part_scores in engine.map(score_row_range, ranges, shared=scorer):
+                k = len(ids)
+                sample_id[pos:pos + k] = ids
+                scores[pos:pos + k] = np.asarray(part_scores, dtype=np.float64).reshape(-1)
+                pos += k
+                placed[0] = pos
+                if bar is not None:
+                    bar.update(k)
+            parts = ()
+        else:
+            parts = (engine.map(score_block, blocks(), shared=scorer) if engine is not None and can_distribute(scorer)
+                     else score_parts(scorer, blocks()))
         for part_scores in parts:
             part_scores = np.asarray(part_scores, dtype=np.float64).reshape(-1)
             k = len(part_scores)
