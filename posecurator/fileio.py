@@ -66,21 +66,25 @@ def temp_path(path: str | os.PathLike) -> Path:
     return Path(tmp)
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], *, sync: bool = True) -> Path:
     """Call ``write(tmp)`` to fill a temporary file next to ``path``, fsync it and rename it over
-    ``path``. The temporary file is removed when anything fails (also on KeyboardInterrupt)."""
+    ``path``. The temporary file is removed when anything fails (also on KeyboardInterrupt).
+    ``sync=False`` leaves the fsync to the caller (files inside a folder that is synced and
+    renamed into place as a whole)."""
     path = Path(path)
     tmp = temp_path(path)
     try:
         write(tmp)
         os.chmod(tmp, FILE_MODE)  # a writer may have made the file anew (safetensors does)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
+        if sync:
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    if sync:
+        _fsync_dir(path.parent)
     return path
 
 
@@ -113,9 +117,10 @@ def atomic_write_json(path: str | os.PathLike, obj, *, indent: int | None = 1, d
     return atomic_write_text(path, json.dumps(obj, indent=indent, default=default, **dumps_options))
 
 
-def atomic_savez(path: str | os.PathLike, **arrays) -> Path:
+def atomic_savez(path: str | os.PathLike, *, _sync: bool = True, **arrays) -> Path:
     """``numpy.savez(path, **arrays)`` atomically (unlike ``numpy.savez`` no ``.npz`` suffix is
-    added). Object arrays are refused: they would be pickled, and posecurator never pickles."""
+    added). Object arrays are refused: they would be pickled, and posecurator never pickles.
+    ``_sync=False``: see :func:`atomic_write`."""
     arrays = {k: np.asanyarray(v) for k, v in arrays.items()}
     for key, value in arrays.items():
         if value.dtype.hasobject:
@@ -125,7 +130,7 @@ def atomic_savez(path: str | os.PathLike, **arrays) -> Path:
         with open(tmp, "wb") as f:  # a file object: numpy would append .npz to the temporary name
             np.savez(f, **arrays)
 
-    return atomic_write(path, write)
+    return atomic_write(path, write, sync=_sync)
 
 
 def atomic_link(src: str | os.PathLike, dst: str | os.PathLike) -> Path:

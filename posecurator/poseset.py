@@ -988,8 +988,10 @@ def iter_chunks(path: str | os.PathLike, *, columns: list[str] | None = None) ->
 def write_chunk_file(path: str | os.PathLike, ps: PoseSet, tables: dict[str, dict[str, int]], *, frozen: bool = False) -> int:
     """Write ``ps`` as one chunk file of a pose-set folder (text columns as codes into ``tables``,
     name -> {string: code}; new strings get the next code, or, with ``frozen``, are an error: the
-    tables were handed to this process by a :class:`PoseSetWriter`). Synced, since the folder may
-    be renamed into place next. Returns the format version the chunk's columns need."""
+    tables were handed to this process by a :class:`PoseSetWriter`). Not synced: the writer syncs
+    every chunk before it renames its folder into place (by then the kernel has written most of
+    them back, so a worker never waits on the disk per chunk). Returns the format version the
+    chunk's columns need."""
     arrays, version = {}, 1
     for name in ps._array_fields():
         value = getattr(ps, name)
@@ -1008,7 +1010,7 @@ def write_chunk_file(path: str | os.PathLike, ps: PoseSet, tables: dict[str, dic
                 codes = np.array([table.setdefault(u, len(table)) for u in uniq.tolist()], dtype=np.int32)
             value = codes[inverse.reshape(-1)]
         arrays[name] = np.ascontiguousarray(value)
-    atomic_savez(path, **arrays)
+    atomic_savez(path, _sync=False, **arrays)
     return version
 
 
@@ -1151,6 +1153,12 @@ class PoseSetWriter:
                     "cameras": self.cameras,
                     "attrs": self.attrs,
                 }
+                for chunk in self._chunks:  # written unsynced (write_chunk_file); durable before the swap
+                    fd = os.open(self._tmp / chunk["file"], os.O_RDONLY)
+                    try:
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
                 atomic_write_text(self._tmp / META_FILE, json.dumps(meta, indent=1))
                 with output_lock(self.path):
                     self._swap()
@@ -1459,6 +1467,8 @@ class PoseStore:
             members = self._chunk_members(k)
             arrays = {}
             decoded = len(rows)
+            # a run of consecutive rows (a block of a streamed pass) is read as a slice: a plain copy
+            pick = slice(int(rows[0]), int(rows[-1]) + 1) if rows.size and int(rows[-1]) - int(rows[0]) + 1 == len(rows) else rows
             for name in members if names is None else names:
                 member = members.get(name)
                 if member is None:
@@ -1473,7 +1483,7 @@ class PoseStore:
                 else:
                     try:
                         mapped = np.memmap(file, dtype=member.dtype, mode="r", offset=member.offset, shape=member.shape)
-                        arrays[name] = np.array(mapped[rows])  # a copy: the map is closed with it
+                        arrays[name] = np.array(mapped[pick])  # a copy: the map is closed with it
                         del mapped
                     except (OSError, ValueError) as e:
                         raise DataError(file, f"cannot read array {name!r}: {_error_text(e)}") from None

@@ -257,18 +257,30 @@ class ShardFile:
         return self.counts
 
 
+# a scratch shard file: the raw bytes of these arrays one after the other (k rows each; k is in
+# the ShardFile that names the file), read back by the process that places them
+_SHARD_FILE_ARRAYS = (("joints", np.float32, (17, 3)), ("parent", np.int64, ()), ("partner", np.int64, ()), ("code", np.uint8, ()))
+
+
 def breed_shard_to_file(shared: tuple, item: tuple) -> ShardFile:
-    """``run_shard`` of ``item = (task, scratch path)``, the children written to the path."""
+    """``run_shard`` of ``item = (task, scratch path)``, the kept children written to the path."""
     task, path = item
     r = evolution.run_shard(shared, task)
     with open(path, "wb") as f:
-        np.savez(f, joints=r.joints, parent=r.parent, partner=r.partner, code=r.code)
+        for name, dtype, _ in _SHARD_FILE_ARRAYS:
+            f.write(memoryview(np.ascontiguousarray(getattr(r, name), dtype).reshape(-1)).cast("B"))
     return ShardFile(path, r.made, r.operators, len(r), r.code_counts())
 
 
-def _read_shard_file(path: str) -> ShardResult:
-    with np.load(path, allow_pickle=False) as z:
-        return ShardResult(z["joints"], z["parent"], z["partner"], z["code"], 0, {})
+def _read_shard_file(path: str, k: int) -> ShardResult:
+    arrays = {}
+    with open(path, "rb") as f:
+        for name, dtype, shape in _SHARD_FILE_ARRAYS:
+            count = k * int(np.prod(shape, dtype=np.int64))
+            arrays[name] = np.fromfile(f, dtype=dtype, count=count).reshape(k, *shape)
+            if arrays[name].size != count:
+                raise ValueError(f"{path}: scratch shard file is short")
+    return ShardResult(**arrays, made=0, operators={})
 
 
 @dataclass
@@ -285,7 +297,7 @@ class ChildTarget:
 
 @dataclass
 class PlaceTask:
-    """One shard's placing: its result (in memory, or a :class:`ShardFile`'s path), how many of
+    """One shard's placing: its result (in memory, or a :class:`ShardFile`), how many of
     its children go out (``take``; 0 = none: past the end of the augmentation), and where."""
 
     shard: object
@@ -300,9 +312,9 @@ class PlaceTask:
 def place_children(target: ChildTarget, task: PlaceTask) -> tuple[int, int]:
     """Write a shard's first ``take`` kept children as chunk ``task.chunk`` of the output and as
     population rows ``first_row...``; remove its scratch file. Returns ``(rows, format version)``."""
-    if isinstance(task.shard, str):
-        r = _read_shard_file(task.shard)
-        os.remove(task.shard)
+    if isinstance(task.shard, ShardFile):
+        r = _read_shard_file(task.shard.path, task.shard.kept)
+        os.remove(task.shard.path)
     else:
         r = task.shard
     if task.take <= 0:
@@ -347,7 +359,7 @@ class _ChildPlacer:
 
     def place(self, r, take: int, *, lo: int, first_row: int, generation: int, frame0: int) -> None:
         chunk = self.writer.claim_chunk() if take > 0 else None
-        task = PlaceTask(r.path if isinstance(r, ShardFile) else r, take, lo, first_row, generation, frame0, chunk)
+        task = PlaceTask(r, take, lo, first_row, generation, frame0, chunk)
         self.store.advance(take)
         self.children += take
         if self.engine is None:
