@@ -1316,18 +1316,21 @@ class PoseStore:
     def select(self, index) -> "PoseStore":
         """The rows picked by a boolean mask, index array or slice (relative to this store), as a
         store that holds their indices only. Rows come out in the folder's order, each once."""
+        # rows are kept sorted and distinct (reads walk every chunk once, in order); a mask or a
+        # slice of sorted rows already is, and is taken without a sort (N/8 bytes, not 3 x 8 N)
         if isinstance(index, slice):
             rows = self.indices[index]
+            if index.step is not None and index.step < 0:
+                rows = rows[::-1]
         else:
             index = np.asarray(index)
             if index.dtype == bool:
                 if index.shape != (len(self),):
                     raise ValueError(f"a mask must have shape ({len(self)},), got {index.shape}")
-                rows = self.indices[index]
+                rows = np.flatnonzero(index) if self._index is None else self._index[index]
             else:
-                rows = self.indices[self._check_index(index)]
-        rows = np.unique(rows)  # sorted, distinct: reads walk every chunk once, in order
-        return PoseStore(self.path, _meta=self.meta, _index=rows.astype(np.int64))
+                rows = np.unique(self.indices[self._check_index(index)])
+        return PoseStore(self.path, _meta=self.meta, _index=np.asarray(rows, dtype=np.int64))
 
     def _check_index(self, index: np.ndarray) -> np.ndarray:
         if index.dtype.kind not in "iu" or index.ndim != 1:

@@ -101,6 +101,13 @@ def test_selection_keeps_indices_and_reads_only_selected_rows(stored):
     assert np.array_equal(later.indices, np.flatnonzero(mask)[5:10])
     assert_same(later.load(columns=["joints3d", "generation"]), loaded.subset(np.flatnonzero(mask)[5:10]),
                 columns=["joints3d", "generation"])
+    # every way of selecting keeps the rows sorted and distinct (the folder's order, each once)
+    rows = np.flatnonzero(mask)
+    inner = np.zeros(len(walk), bool)
+    inner[::3] = True
+    for sel, want in ((walk.select(inner), rows[::3]), (walk.select(slice(None, None, -2)), np.sort(rows[::-2])),
+                      (walk.select(np.array([4, 1, 4, -1])), rows[[1, 4, -1]]), (store.select(slice(3, 9)), np.arange(3, 9))):
+        assert np.array_equal(sel.indices, want) and sel.indices.dtype == np.int64
 
 
 def test_take_reads_only_its_rows_whatever_the_set_size(tmp_path):

@@ -222,10 +222,14 @@ def cmd_export(args):
 
             ids, sc = load_scores(args.scores)
             scores = align_scores(store.column("sample_id") if stored else ps.sample_id, ids, sc, path=args.scores)
-            low = np.zeros(n, dtype=bool)
-            rows = np.arange(n) if mask is None else np.flatnonzero(mask)
-            low[rows[lowest_fraction_mask(scores[rows], keep=args.keep_lowest)]] = True
-            mask = low
+            del ids, sc  # a 10^7-pose selection holds what it needs only: the scores and the mask
+            if mask is None:
+                mask = lowest_fraction_mask(scores, keep=args.keep_lowest)
+            else:
+                rows = np.flatnonzero(mask)
+                low = np.zeros(n, dtype=bool)
+                low[rows[lowest_fraction_mask(scores[rows], keep=args.keep_lowest)]] = True
+                mask = low
             notes.append(f"lowest {args.keep_lowest:g} of the scores")
     except DataError:
         raise  # names its own file (the score file, the prior's source)

@@ -299,6 +299,9 @@ def align_scores(sample_id, score_ids, scores, *, path=None) -> np.ndarray:
 
     sample_id = np.asarray(sample_id, dtype=np.int64)
     score_ids = np.asarray(score_ids, dtype=np.int64)
+    if len(score_ids) == len(sample_id) and np.array_equal(score_ids, sample_id):
+        # the usual case (scored from this set, in its order): no lookup tables, 8 bytes a pose
+        return np.asarray(scores, dtype=np.float64)
     order = np.argsort(score_ids, kind="stable")
     sorted_ids = score_ids[order]
     pos = np.clip(np.searchsorted(sorted_ids, sample_id), 0, max(len(sorted_ids) - 1, 0))
