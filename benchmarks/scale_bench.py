@@ -579,8 +579,8 @@ def projection(args) -> None:
           "seconds on this 2-core machine, one core per local process); peak memory likewise (ma + mb N); a node's "
           f"throughput = this machine's per-core figure x {args.node_cores} cores; the shared file system moves "
           f"{args.fs_gbs:g} GB/s in all; a stored set takes {bpp:.0f} B/pose on disk (measured); the engine's driver "
-          "(one process: it writes every child and collects every score) is serial, its CPU seconds per pose measured "
-          "on the Ray runs.\n")
+          "(one process: it orders the shards, names their chunks and collects every score; the workers write the "
+          "children) is serial, its CPU seconds per pose measured on the Ray runs.\n")
     print("| stage | per pose (us) | fixed s | peak MiB + B/pose | this machine, 1 core: time | peak GiB at N |")
     print("|---|---:|---:|---:|---:|---:|")
     single = {}
@@ -607,7 +607,10 @@ def projection(args) -> None:
         eff = (r2["n"] / r2["gen_score_s"]) / (2 * r1["n"] / r1["gen_score_s"])  # speed-up of 2 workers / 2
     # fixed: the prior and density fits (on the 417k Bandai reference) and the engine's start, once
     fixed = r1.get("prior_fit_s", 0) + r1.get("density_fit_s", 0) + r1.get("engine_start_s", 0)
-    io = 3 * bpp  # the set written once, read once by the scorer, the population file written/read (bound)
+    # bytes moved per pose: the set written once and read once by the scorer, the population file
+    # (17 x 3 float32 + an int64 root) written and read, a scratch shard file (the same + parent,
+    # partner, code) written and read
+    io = 2 * bpp + 2 * 212 + 2 * 229
     caps = {"compute": args.nodes * args.node_cores * per_core, "driver": 1 / drv if drv else float("inf"),
             "file system": args.fs_gbs * 1e9 / io}
     bound = min(caps, key=caps.get)
@@ -624,7 +627,7 @@ def projection(args) -> None:
               f"for generation + scoring of {N:.0e}; one core, local engine: {(fixed + N * single['gen+score'][0]['b']) / 60:.1f} min.")
     if bound == "driver":
         t_c = fixed + N / min(caps["compute"], caps["file system"])
-        print(f"Without the serial driver (workers writing their own chunks) it would be {t_c / 60:.1f} min.")
+        print(f"Without the serial driver it would be {t_c / 60:.1f} min.")
     rest = [st for st in single if st not in ("gen+score", "augment", "score-stream")]
     if not rest:
         print(f"Disk: the set at {N:.0e} poses takes {N * bpp / 1e9:.0f} GB.")
