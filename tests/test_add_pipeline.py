@@ -332,3 +332,51 @@ def test_generic_plots(poses, tmp_path):
     for f in (p, q, r):
         assert f.is_file() and f.read_bytes()[:4] == b"\x89PNG"
     assert not list(tmp_path.glob(".*tmp*"))
+
+
+# ------------------------------------------------------------------------------------ ADD towards a target
+def test_unit_interval_score_maps_a_target_score_and_keeps_nan():
+    from posecurator.selection.distill import UnitIntervalScore
+
+    class Fixed:
+        score_range = (-2.0, 2.0)
+        scores_ = np.array([-2.0, 0.0, 2.0, np.nan, 3.0])
+
+        def score_samples(self, poses):
+            return self.scores_
+
+    got = UnitIntervalScore(Fixed()).score_samples(None)
+    assert np.allclose(got[[0, 1, 2, 4]], [0.0, 0.5, 1.0, 1.0]) and np.isnan(got[3])
+    with pytest.raises(ValueError, match="score_range"):
+        UnitIntervalScore(object())
+
+
+def test_add_with_a_target_keeps_the_children_the_target_needs(dataset, shared_data, tmp_path, capsys):
+    """``add --target``: quality distillation ranks the children by the target score (w = 1: by it
+    alone), so the children it keeps score lower than those it drops, on the target's own scorer."""
+    from posecurator.io import import_path
+    from posecurator.scoring.target2d import TargetNoveltyScorer
+
+    coco = shared_data / "coco" / "person_keypoints_val2017_subset2213.json"
+    cfg = tmp_path / "add.json"
+    tiny_config(plots=False).save(cfg)
+    common = ["add", dataset, "--config", cfg, "--w", "1", "--multiplier", "1.3", "--seed", "3", "-q"]
+    code, out, err = run_cli(capsys, *common, "-o", tmp_path / "target", "--target", coco)
+    assert code == 0, err
+    summary = json.loads((tmp_path / "target" / "summary.json").read_text())
+    assert summary["config"]["target_score"] == "novelty" and "target_novelty" in summary["scores"]["diversity_term"]
+    code, out, err = run_cli(capsys, *common, "-o", tmp_path / "plain")
+    assert code == 0, err
+    assert "target_score" not in json.loads((tmp_path / "plain" / "summary.json").read_text())["config"]
+
+    train = PoseSet.load(dataset)
+    scorer = TargetNoveltyScorer(seed=3).fit(import_path(coco, progress=False), source=train)
+    with np.load(tmp_path / "target" / "stages" / "distill" / "scores.npz") as z:
+        kept, dropped = z["kept_novelty"], z["dropped_novelty"]
+    assert np.nanmax(kept) <= np.nanmin(dropped) + 1e-12  # w = 1: the kept are the lowest of each generation's term
+    target_kept = PoseSet.load(tmp_path / "target" / "distilled.pcs")
+    plain_kept = PoseSet.load(tmp_path / "plain" / "distilled.pcs")
+    assert np.nanmean(scorer.score_samples(target_kept)) < np.nanmean(scorer.score_samples(plain_kept))
+
+    code, out, err = run_cli(capsys, "add", dataset, "-o", tmp_path / "bad", "--target-score", "coverage", "-q")
+    assert code == 2 and "--target-score goes with --target" in err and len(err.strip().splitlines()) == 1

@@ -22,6 +22,8 @@ def register(sub, add_parser, commands: dict) -> None:
                    "  posecurator add ../shared/data/hdm05 -o runs/add --config add.json   # add.json: ADDConfig fields\n"
                    "  posecurator add big.pcs -o runs/add-ray --shard-size 65536 --search bayes --search-batch 2 --engine ray --workers 2\n"
                    "  posecurator evaluate runs/add test.pcs --json                        # the final lifter\n"
+                   "  posecurator add bandai.pcs -o runs/add-target --target my_2d.json    # keep the children your 2D shows\n"
+                   "  posecurator add ../shared/data/bandai -o runs/add-uda --target bandai-to-hdm05-uda --target-score coverage\n"
                    "writes RUN_DIR/distilled.pcs, lifter/ (also RUN_DIR itself is evaluable), reference/,\n"
                    "summary.json, add_config.json and plots/*.png\n")
     s.add_argument("dataset", metavar="TRAIN_DATASET", help="training dataset folder (or any importable file/folder)")
@@ -30,6 +32,11 @@ def register(sub, add_parser, commands: dict) -> None:
     s.add_argument("--multiplier", type=float, help="total training size as a multiple of the original (default 1.6)")
     s.add_argument("--keep", type=float, help="fraction kept by quality distillation per generation (default 0.8)")
     s.add_argument("--w", type=float, help="weight of the diversity term 1 - prob (default 0.5)")
+    s.add_argument("--target", metavar="TARGET_2D", help="unlabeled 2D of the domain the lifter is for (a 2D file or "
+                   "folder, e.g. COCO keypoints, or a split with an unlabeled target): quality distillation's diversity "
+                   "term becomes a target-aware score (--target-score), so it keeps the children the target needs")
+    s.add_argument("--target-score", choices=["novelty", "coverage"], help="with --target: target_novelty (default: "
+                   "poses the target shows and the source lacks) or target_coverage (poses nearest the target's 2D)")
     s.add_argument("--seed", type=int, help="seed of everything (default 0)")
     s.add_argument("--search", choices=["none", "multiscale", "bayes"], help="search of the multiplier (multiscale) "
                    "or of keep, multiplier and w (bayes, Optuna) on a validation split (default none)")
@@ -132,6 +139,12 @@ def _add_config(args):
             changes[key] = value
     if getattr(args, "val_cut", None) is not None:
         changes["lifter"] = {**config.lifter, "val_cut": args.val_cut}
+    if getattr(args, "target_score", None) is not None:
+        if not getattr(args, "target", None):
+            raise PoseCuratorError("--target-score goes with --target TARGET_2D (the target's unlabeled 2D)")
+        changes["target_score"] = args.target_score
+    elif getattr(args, "target", None) and config.target_score is None:
+        changes["target_score"] = "novelty"
     shard_size = getattr(args, "shard_size", None)
     if shard_size is not None:
         if shard_size < 0:
@@ -188,6 +201,9 @@ def cmd_add(args):
         raise DataError(out, "exists and is not a folder")
     train = _load(args.dataset, args)
     _require_3d(train, args.dataset)
+    if config.target_score is not None and not args.target:
+        raise PoseCuratorError(f"the ADD config's target_score is {config.target_score!r}: give --target TARGET_2D")
+    target = _target_2d(args) if args.target else None
     from posecurator.cli.commands_report import recorded_command, write_run_report
     from posecurator.report.plots import render_add_plots
 
@@ -196,7 +212,7 @@ def cmd_add(args):
             _log(args)(f"[add] the {config.n_trials} search trials run one after the other (--search-batch B runs B "
                        "side by side; it changes the search, the engine never does)")
         summary = run_add(train, out, config, progress=not args.quiet, log=_log(args), render=render_add_plots,
-                          engine=engine)
+                          engine=engine, target=target)
     s, lf = summary["sizes"], summary["lifters"]
     ref, fin = lf["reference"]["best_val_mpjpe"], lf["final"]["best_val_mpjpe"]
     print(f"ADD: {s['train_part']} original + {s['distilled']} distilled poses (x{s['multiplier_achieved']:.2f}); "

@@ -64,6 +64,7 @@ from posecurator.scoring.lifter_error import LifterErrorScorer
 from posecurator.selection.distill import (
     QualityDistiller,
     ScaleDistiller,
+    UnitIntervalScore,
     multiplier_objective,
     multiscale_multiplier_search,
     optuna_search,
@@ -72,6 +73,7 @@ from posecurator.train.trainer import LifterTrainer, TrainConfig, data_fingerpri
 
 SEARCHES = ("none", "multiscale", "bayes")
 RETRAINS = ("finetune", "scratch")
+TARGET_SCORES = (None, "novelty", "coverage")
 
 
 # ------------------------------------------------------------------------------------ config
@@ -86,8 +88,12 @@ class ADDConfig:
     Quality distillation: ``w`` weight of the diversity term ``1 - prob``, ``keep`` fraction kept
     per generation (0.8, the paper), ``density`` (options of :class:`DensityScorer`),
     ``error_normalization`` ("minmax" | "rank" | "robust"), ``error_views`` random cameras per
-    pose for the lifter-error term. Scale distillation: ``multiplier`` (1.6, the paper's best:
-    train part + distilled = 1.6 x train part), ``population`` ("all" | "last").
+    pose for the lifter-error term, ``target_score`` (None, the paper: the diversity term is the
+    density's 1 - prob; "novelty" | "coverage": it is the ``target_novelty`` / ``target_coverage``
+    score against a target's unlabeled 2D, mapped onto [0, 1], so distillation keeps the children
+    the target needs; the run then needs the target: ``run_add(..., target=...)``).
+    Scale distillation: ``multiplier`` (1.6, the paper's best: train part + distilled = 1.6 x
+    train part), ``population`` ("all" | "last").
     Search: ``search`` ("none" | "multiscale" | "bayes"), ``n_trials`` (bayes), ``search_batch``
     (bayes: trials asked of the sampler at once and evaluated side by side on an engine; 1 = one after
     the other, as before; the width changes the search, the engine never does), ``search_epochs``
@@ -110,6 +116,7 @@ class ADDConfig:
     density: dict = field(default_factory=dict)
     error_normalization: str = "minmax"
     error_views: int = 1
+    target_score: str | None = None
     multiplier: float = 1.6
     population: str = "all"
     search: str = "none"
@@ -153,6 +160,8 @@ class ADDConfig:
             (self.multiscale_levels >= 1, "multiscale_levels must be >= 1"),
             (self.error_views >= 1, "error_views must be >= 1"),
             (self.population in ("all", "last"), f"population must be 'all' or 'last', got {self.population!r}"),
+            (self.target_score in TARGET_SCORES, f"target_score must be one of {', '.join(map(str, TARGET_SCORES))}, "
+                                                 f"got {self.target_score!r}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -162,6 +171,8 @@ class ADDConfig:
     def to_dict(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["evolution"] = self.evolution.to_dict()
+        if d["target_score"] is None:  # the paper's diversity term: the dict (and cache keys) of earlier versions
+            del d["target_score"]
         return json.loads(json.dumps(d))  # plain JSON types (tuples -> lists)
 
     @classmethod
@@ -206,6 +217,25 @@ class ADDConfig:
         """The evolution config with this run's seed (and ``multiple`` for full augmentation)."""
         return dataclasses.replace(self.evolution, seed=int(self.seed),
                                    multiple=self.full_multiple if multiple is None else float(multiple))
+
+
+def target_diversity(kind: str, target: PoseSet | None, train_part: PoseSet, *, seed: int = 0) -> UnitIntervalScore:
+    """The diversity term of ``ADDConfig.target_score``: the ``target_novelty`` ("novelty": D_T -
+    D_S, against the target's 2D and the train part) or ``target_coverage`` ("coverage": D_T)
+    score of a child, fitted once and mapped onto [0, 1]. Neither trains a model, so the children's
+    scores are neither in nor out of sample (their new clip names make every source pose, their
+    parents included, a neighbour: see :mod:`posecurator.scoring.target2d`)."""
+    from posecurator.scoring.target2d import TargetCoverageScorer, TargetNoveltyScorer
+
+    if target is None or target.joints2d is None:
+        raise PoseCuratorError(f"ADD with target_score {kind!r} needs the target's unlabeled 2D (--target TARGET_2D)")
+    if kind == "novelty":
+        scorer = TargetNoveltyScorer(seed=seed).fit(target, source=train_part)
+    elif kind == "coverage":
+        scorer = TargetCoverageScorer(seed=seed).fit(target)
+    else:
+        raise PoseCuratorError(f"unknown target_score {kind!r}; known: novelty, coverage")
+    return UnitIntervalScore(scorer)
 
 
 def _write_json(path: Path, obj) -> None:
@@ -270,7 +300,8 @@ def train_lifter(poses: PoseSet, out_dir: str | os.PathLike, config: TrainConfig
 @dataclass
 class ADDContext:
     """What one ADD run (or a benchmark row) works with: the config, the lifter's training
-    config, the train / validation parts, and the fitted prior and reference distribution."""
+    config, the train / validation parts, the fitted prior and reference distribution, and (with
+    ``config.target_score``) the target-aware diversity term that replaces the density's."""
 
     config: ADDConfig
     train_config: TrainConfig
@@ -280,9 +311,11 @@ class ADDContext:
     prior: JointAnglePrior
     density: DensityScorer
     times: dict = field(default_factory=dict)
+    diversity: object | None = None
 
     @classmethod
-    def build(cls, train: PoseSet, config: ADDConfig, train_cfg: TrainConfig | None = None) -> "ADDContext":
+    def build(cls, train: PoseSet, config: ADDConfig, train_cfg: TrainConfig | None = None, *,
+              target: PoseSet | None = None) -> "ADDContext":
         train_cfg = config.train_config() if train_cfg is None else train_cfg
         train_part, val_part = split_validation(train, train_cfg)
         times = {}
@@ -292,7 +325,14 @@ class ADDContext:
         t0 = time.perf_counter()
         density = DensityScorer(**{"seed": int(config.seed), **config.density}).fit(train_part)
         times["density_fit_s"] = time.perf_counter() - t0
-        return cls(config, train_cfg, train, train_part, val_part, prior, density, times)
+        diversity = None
+        if config.target_score is not None:
+            t0 = time.perf_counter()
+            diversity = target_diversity(config.target_score, target, train_part, seed=int(config.seed))
+            times["target_fit_s"] = time.perf_counter() - t0
+        elif target is not None:
+            raise PoseCuratorError("a target was given but the ADD config's target_score is unset (novelty | coverage)")
+        return cls(config, train_cfg, train, train_part, val_part, prior, density, times, diversity)
 
     def scale_distiller(self, *, reference_dir, multiplier: float | None = None, keep: float | None = None,
                         w: float | None = None, record: bool = False, progress: bool = False, engine=None) -> ScaleDistiller:
@@ -304,7 +344,8 @@ class ADDContext:
         if w < 1.0:
             rationality = lifter_error_scorer(reference_dir, seed=int(cfg.seed), noise_px=self.train_config.noise_px_train,
                                               n_views=cfg.error_views)
-        distiller = QualityDistiller(w=w, keep=cfg.keep if keep is None else float(keep), density=self.density,
+        distiller = QualityDistiller(w=w, keep=cfg.keep if keep is None else float(keep),
+                                     density=self.density if self.diversity is None else self.diversity,
                                      rationality=rationality, error_normalization=cfg.error_normalization)
         distiller.fit(self.train_part)
         return ScaleDistiller(multiplier=cfg.multiplier if multiplier is None else float(multiplier), distiller=distiller,
@@ -462,9 +503,13 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 
 def run_add(train: PoseSet, out_dir: str | os.PathLike, config: ADDConfig | None = None, *, progress: bool = True,
             log: Callable[[str], None] | None = None,
-            render: Callable[[Path], dict] | None = None, engine=None) -> dict:
+            render: Callable[[Path], dict] | None = None, engine=None, target: PoseSet | None = None) -> dict:
     """AugData Distillation on ``train`` (3D poses, H36M17, mm); writes ``out_dir`` (see the
     module docstring) and returns the summary dict (also ``out_dir/summary.json``).
+
+    ``target``: the unlabeled 2D of the domain the lifter is for, with ``config.target_score``
+    set (the diversity term of quality distillation is then a target-aware score; the stage keys
+    include the target's fingerprint).
 
     Plots: with ``config.plots`` the plot data go to ``out_dir/plots/plot_data.npz``
     (:func:`write_plot_data`); ``render(plot_dir) -> {name: png path}`` draws them, normally
@@ -501,7 +546,7 @@ def run_add(train: PoseSet, out_dir: str | os.PathLike, config: ADDConfig | None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with output_lock(out, wait=False):
-        return _run_add(train, out, config, progress=progress, log=log, render=render, engine=engine)
+        return _run_add(train, out, config, progress=progress, log=log, render=render, engine=engine, target=target)
 
 
 # Code version of each stage of run_add: bump one when a change alters what that stage makes, so
@@ -521,14 +566,18 @@ def _fields(config: ADDConfig, names) -> dict:
     return {k: d[k] for k in names}
 
 
-def _run_add(train: PoseSet, out: Path, config: ADDConfig, *, progress: bool, log, render, engine=None) -> dict:
+def _run_add(train: PoseSet, out: Path, config: ADDConfig, *, progress: bool, log, render, engine=None,
+             target: PoseSet | None = None) -> dict:
     t_start = time.perf_counter()
     stages = StageCache(out, log=log, tag="[add]")
     # temporary files of writes a kill cut short (the lifters clean their own folders)
     stages.remove_stale_temps({"": ("add_config.json", "best.safetensors", "config.json", "summary.json"),
                                "plots": (PLOT_DATA,)})
     config.save(out / "add_config.json")
-    ctx = ADDContext.build(train, config)
+    ctx = ADDContext.build(train, config, target=target)
+    # a target-aware diversity term: the search and the distillation depend on it and on the target
+    target_key = {} if config.target_score is None else {"target_score": config.target_score,
+                                                         "target": poseset_fingerprint(target)}
     n_val = 0 if ctx.val_part is None else len(ctx.val_part)
     log(f"[add] {len(train)} poses: train part {len(ctx.train_part)}, validation {n_val} "
         f"({'no validation' if ctx.val_part is None else f'{len(np.unique(ctx.val_part.clip))} clips'})")
@@ -544,7 +593,7 @@ def _run_add(train: PoseSet, out: Path, config: ADDConfig, *, progress: bool, lo
 
     # without a search the stage only passes the configured parameters on
     search_fields = _SEARCH_FIELDS if config.search != "none" else ("search", "multiplier", "keep", "w")
-    search_key = _fields(config, search_fields)
+    search_key = {**_fields(config, search_fields), **(target_key if config.search != "none" else {})}
     if config.search == "bayes" and config.search_batch != 1:  # (1 keeps the keys of runs made before batches)
         search_key["search_batch"] = config.search_batch
     k_search = stages.key("search", version=STAGE_VERSIONS["search"], config=search_key, inputs=[k_ref])
@@ -556,7 +605,7 @@ def _run_add(train: PoseSet, out: Path, config: ADDConfig, *, progress: bool, lo
 
     params = {k: chosen[k] for k in ("multiplier", "keep", "w")}
     k_distill = stages.key("distill", version=STAGE_VERSIONS["distill"],
-                           config={**_fields(config, _DISTILL_FIELDS), "chosen": params}, inputs=[k_search])
+                           config={**_fields(config, _DISTILL_FIELDS), **target_key, "chosen": params}, inputs=[k_search])
     folder = stages.folder("distill")
     distill = stages.run("distill", k_distill, lambda resume: _distill(ctx, ref_dir, params, folder, progress=progress,
                                                                        engine=engine),
@@ -673,6 +722,9 @@ def _write_report(out: Path, train: PoseSet, ctx: ADDContext, chosen: dict, refe
         "generations": steps,
         "scores": {
             "direction": "higher = more likely meaningless (dropped first); score = w * (1 - prob) + (1 - w) * normalised error",
+            # what "novelty" holds: the density's 1 - prob, or the target-aware term of --target
+            "diversity_term": ("1 - prob (density of the train part)" if ctx.config.target_score is None else
+                               f"target_{ctx.config.target_score} against the target's 2D, mapped onto [0, 1]"),
             "score": {"kept": _stats(scale.kept_score_), "dropped": _stats(scale.dropped_score_)},
             "novelty": {"kept": _stats(scale.kept_components_["novelty"]), "dropped": _stats(scale.dropped_components_["novelty"])},
             "lifter_error_mm": {"kept": _stats(scale.kept_components_["error"]), "dropped": _stats(scale.dropped_components_["error"])},

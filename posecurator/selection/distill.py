@@ -122,6 +122,34 @@ def lowest_fraction_mask(score: np.ndarray, *, keep: float | None = None, n_keep
 
 
 # ---------------------------------------------------------------------- quality distillation
+def _is_fitted(scorer) -> bool:
+    """scikit-learn's convention: a fitted estimator has learned attributes ending in '_'."""
+    return any(k.endswith("_") and not k.startswith("__") for k in vars(scorer))
+
+
+class UnitIntervalScore:
+    """A fitted scorer's scores mapped linearly from its ``score_range`` onto [0, 1], so that it can
+    stand in for ADD's diversity term 1 - prob (also in [0, 1]) in :func:`combine_scores`.
+
+    For example a target-aware score (:mod:`posecurator.scoring.target2d`; ``target_novelty``
+    D_T - D_S in [-2, 2] -> (D + 2) / 4): quality distillation then keeps the children the target's
+    2D shows and the source lacks, instead of the typical ones. The map is fixed (not the min and
+    max of each generation), so a child's term does not depend on the other children. NaN stays
+    NaN (dropped first). Higher = dropped first, as the scorer's own direction.
+    """
+
+    def __init__(self, scorer):
+        rng = getattr(scorer, "score_range", None)
+        if rng is None or len(rng) != 2 or not np.all(np.isfinite(rng)) or rng[1] <= rng[0]:
+            raise ValueError(f"{type(scorer).__name__} has no finite score_range to map onto [0, 1]")
+        self.scorer = scorer
+        self.range_ = (float(rng[0]), float(rng[1]))
+
+    def score_samples(self, poses: PoseSet) -> np.ndarray:
+        lo, hi = self.range_
+        return np.clip((np.asarray(self.scorer.score_samples(poses), dtype=np.float64) - lo) / (hi - lo), 0.0, 1.0)
+
+
 class QualityDistiller:
     """Keep the ``keep`` fraction of augmented poses with the lowest ADD score (paper Sec. 3.2).
 
@@ -129,7 +157,9 @@ class QualityDistiller:
     error); ``keep`` fraction kept (0.8 in the paper); ``density`` a :class:`DensityScorer` (a
     default one when None); ``rationality`` a fitted-or-fittable :class:`PoseScorer` giving the
     reference lifter's error per pose (``LifterErrorScorer``), or None to use 1 - prob alone;
-    ``error_normalization`` see :func:`normalize_errors`; ``fit_rationality`` whether ``fit``
+    ``error_normalization`` see :func:`normalize_errors`; a fitted scorer with scores in [0, 1]
+    may replace the density as the diversity term (:class:`UnitIntervalScore` of a target-aware
+    score: ``posecurator add --target``); ``fit_rationality`` whether ``fit``
     also fits the rationality scorer on the original data (a lifter-error scorer built from a run
     directory needs no fit).
 
@@ -165,7 +195,7 @@ class QualityDistiller:
         distribution is built once; the pipeline may share one across distillers).
         """
         self.density_ = self.density if self.density is not None else DensityScorer()
-        if not hasattr(self.density_, "gmm_"):
+        if not _is_fitted(self.density_):
             self.density_.fit(original)
         if self.rationality is not None and self.fit_rationality:
             self.rationality.fit(original)
