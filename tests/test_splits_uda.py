@@ -157,7 +157,7 @@ def test_bench_runs_on_the_uda_splits_like_their_parents(name, train_file, share
     split = split.with_train(str(shared_data / train_file) if isinstance(train_file, str) else str(train_file))
     config = TrainConfig.preset("fast", **{**TINY, **split.train_overrides})
     # the transfer rows (pipelines.bench_transfer) use the target; aug_target_hard also ADD's shared augmentation
-    methods = ("baseline", "adapt", "target_near33") + (("aug_target_hard",) if name == "hdm05-to-coco" else ())
+    methods = ("baseline", "adapt", "target_near33") + (("aug_target_hard", "add_target") if name == "hdm05-to-coco" else ())
     res = run_bench(split, out_dir=tmp_path / "bench", seeds=(0,), settings=split.settings or ("gt",), methods=methods,
                     config=config, progress=False, log=lambda m: None)
     assert [r["method"] for r in res["runs"]] == list(methods)
@@ -184,3 +184,5 @@ def test_bench_runs_on_the_uda_splits_like_their_parents(name, train_file, share
     if name == "hdm05-to-coco":  # children nearest the target poses the reference lifter reprojects worst
         steered = res["runs"][3]
         assert steered["reference_2d_poses"] > 0 and steered["train_poses"] > res["runs"][0]["train_poses"]
+        towards = res["runs"][4]  # ADD with the target-aware diversity term (add --target)
+        assert towards["augmented_poses"] > 0 and towards["generations"] >= 1

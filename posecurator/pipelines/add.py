@@ -991,15 +991,22 @@ def bench_scale_only(bctx) -> dict:
     return sh.row(bctx.work_dir, len(aug), train_s=res["wall_s"], gen_s=gen_s)
 
 
-def _bench_add(bctx, *, search: str, retrain: str | None = None) -> dict:
+def bench_add_variant(bctx, *, search: str, retrain: str | None = None, target: PoseSet | None = None,
+                      target_score: str | None = None) -> dict:
+    """An ADD bench row: the shared reference lifter, the search, scale distillation, the retrained
+    lifter; ``target`` + ``target_score``: the target-aware diversity term (``add --target``)."""
     sh = _Shared(bctx)
     ref_dir, ref_s = sh.reference()
     ctx = sh.ctx
     overrides = {"search": search} if search != "none" else {}
     if retrain is not None:
         overrides["retrain"] = retrain
+    if target_score is not None:
+        overrides["target_score"] = target_score
     if overrides:
         ctx = dataclasses.replace(ctx, config=ctx.config.replace(**overrides))
+    if target_score is not None:
+        ctx = dataclasses.replace(ctx, diversity=target_diversity(target_score, target, ctx.train_part, seed=int(bctx.seed)))
     chosen = run_search(ctx, reference_dir=ref_dir, work_dir=Path(bctx.work_dir).parent / f"{Path(bctx.work_dir).name}-search")
     scale = ctx.scale_distiller(reference_dir=ref_dir, multiplier=chosen["multiplier"], keep=chosen["keep"], w=chosen["w"])
     distilled, steps = scale.run(ctx.train_part)
@@ -1013,7 +1020,7 @@ def _bench_add(bctx, *, search: str, retrain: str | None = None) -> dict:
 def bench_add(bctx) -> dict:
     """ADD: quality + scale distillation at multiplier 1.6, keep 0.8; fine-tuned from the
     reference lifter (its training counts in the train time)."""
-    return _bench_add(bctx, search="none")
+    return bench_add_variant(bctx, search="none")
 
 
 def bench_add_scratch(bctx) -> dict:
@@ -1021,14 +1028,14 @@ def bench_add_scratch(bctx) -> dict:
     distilled, like every non-ADD row: the ablation that separates what the distilled data does
     from what fine-tuning the reference does (the paper's default retraining fine-tunes). The
     reference lifter still counts in the train time: the quality score needs it."""
-    return _bench_add(bctx, search="none", retrain="scratch")
+    return bench_add_variant(bctx, search="none", retrain="scratch")
 
 
 def bench_add_optuna(bctx) -> dict:
     """ADD with the joint Optuna search of keep, multiplier and w (``n_trials`` cheap candidates
     judged on the validation part), then as :func:`bench_add` with the best parameters. Train
     time = reference + the whole search (mostly its cheap trainings) + the final fine-tuning."""
-    return _bench_add(bctx, search="bayes")
+    return bench_add_variant(bctx, search="bayes")
 
 
 BENCH_METHODS = {"full_aug": bench_full_aug, "random_subset": bench_random_subset, "quality_only": bench_quality_only,

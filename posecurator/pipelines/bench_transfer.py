@@ -24,6 +24,10 @@ method                        lifter
                               that the reference lifter reprojects worst (PoseSyn's EEM on the
                               target, out of sample; the seed's held-out target clips left out):
                               augmentation steered towards the poses the estimator fails on
+``add_target``                ADD as the ``add`` row (multiplier 1.6, keep 0.8, fine-tuned from the
+                              shared reference lifter) with ``target_novelty`` as quality
+                              distillation's diversity term (``posecurator add --target``); the
+                              target scorer is fitted without the seed's held-out target clips
 ``aug_target_near``           ADD's full augmentation (the cached one of the ADD rows), then the
                               children nearest the target's 2D (lowest ``target_coverage``), as
                               many as ADD's distilled set (``multiplier`` - 1 = 0.6 x the train
@@ -206,7 +210,19 @@ def bench_aug_target_hard(ctx: MethodContext) -> dict:
                                  lambda sh: ctx.target.subset(hard_target_rows(ctx, sh.reference()[0])))
 
 
+def bench_add_target(ctx: MethodContext) -> dict:
+    """ADD with the target's ``target_novelty`` as its diversity term (the ``add_target`` row)."""
+    from posecurator.pipelines.add import bench_add_variant
+    from posecurator.train.adaptation import held_out_target_clips
+
+    target = _need_target(ctx, "add_target")
+    # the seed's held-out target clips judge the row (validation figures): they do not steer it
+    held = held_out_target_clips(np.asarray(target.clip), fraction=ctx.config.target_val_fraction, seed=ctx.seed)
+    return bench_add_variant(ctx, search="none", target=target.subset(~held), target_score="novelty")
+
+
 bench.METHODS.update({
+    "add_target": bench_add_target,
     "aug_target_hard": bench_aug_target_hard,
     "aug_target_near": bench_aug_target_near,
     "adapt": bench_adapt,
