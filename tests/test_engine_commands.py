@@ -217,13 +217,14 @@ def test_engine_options_give_one_line_errors(tmp_path, capsys, hdm):
     cases = [(["add", str(ds), "-o", str(tmp_path / "a"), "--engine", "ray"], "--shard-size"),
              (["add", str(ds), "-o", str(tmp_path / "a"), "--search-batch", "0"], "search_batch"),
              (["difficulty", str(ds), "-o", str(tmp_path / "d"), "--crossfit", "0", "--engine", "ray"], "--crossfit"),
+             (["vae-bench", "hdm05-xsub", "-o", str(tmp_path / "v"), "--crossfit", "1", "--engine", "ray"], "--crossfit"),
              (["bench", "hdm05-xsub", "--workers", "2"], "--engine ray"),
              (["bench", "hdm05-xsub", "--engine", "ray", "--jobs", "2", "--workers", "3"], "disagree")]
     for argv, needle in cases:
         assert main([*argv, "-q"]) == 2, argv
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and needle in err[0], (argv, err)
-    assert not (tmp_path / "a").exists() and not (tmp_path / "d").exists()
+    assert not (tmp_path / "a").exists() and not (tmp_path / "d").exists() and not (tmp_path / "v").exists()
 
 
 # ------------------------------------------------------------------------------------------ Ray

@@ -27,6 +27,7 @@ DIFFICULTY_EXAMPLES = """\
 VAE_BENCH_EXAMPLES = """\
   posecurator vae-bench bandai-to-hdm05 --seeds 0 1 2                           # GT 2D, preset fast, 5-fold cross-fitted scores
   posecurator vae-bench hdm05-xsub --crossfit 0 -o bench-out/vae-xsub-insample    # the old in-sample VAE scores
+  posecurator vae-bench bandai-to-hdm05 --engine ray --workers 5                 # the 5 fold VAEs side by side (same results)
   posecurator vae-bench bandai-to-cmu --settings gt noisy -o bench-out/vae-b2c
   posecurator vae-bench custom --train source_folder/ --test target_folder/
   posecurator bench bandai-to-hdm05 --methods vae_all random33 vae_hard33 vae_curriculum --settings gt   # table only
@@ -78,6 +79,7 @@ def register(sub, add_parser, commands: dict) -> None:
     s.add_argument("-o", "--output", default=None, help="output folder (default bench-out/vae-SPLIT)")
     s.add_argument("--crossfit", type=int, default=5, metavar="K",
                    help=CROSSFIT_HELP + "; the target is scored by the mean of the K fold VAEs (in sample: by the one VAE)")
+    _add_engine_arguments(s, what="the --crossfit fold VAEs train (each seeded by the config alone)")
     commands["vae-bench"] = cmd_vae_bench
 
 
@@ -149,13 +151,19 @@ def cmd_vae_bench(args) -> None:
     from posecurator.report.plots import render_vae_experiment_plots
 
     crossfit = _crossfit_arg(args.crossfit)
+    if args.engine != "local" and crossfit is None:
+        raise PoseCuratorError(f"--engine {args.engine} trains the fold VAEs of --crossfit K side by side; with "
+                               f"--crossfit {args.crossfit} one VAE trains here (use --engine local)")
     split = split_from_args(args, "vae-bench")
     config = load_train_config(args.config) if args.config else None
     vae_config = _vae_options(args.vae_config) if args.vae_config else None  # overrides of the bench VAE config
     out = Path(args.output or Path("bench-out") / f"vae-{split.name}")
+    from posecurator.cli.commands_add import _engine
     from posecurator.cli.commands_report import recorded_command, write_run_report
+    from posecurator.scoring.crossfit import fold_engine
 
-    with recorded_command(out, args):
+    # as in `difficulty`: the cross-fit scorers take the engine from fold_engine
+    with recorded_command(out, args), _engine(args) as engine, fold_engine(engine if engine.parallel else None):
         doc = run_vae_experiment(split, out_dir=out, seeds=args.seeds, settings=settings_from_args(args, split), methods=args.methods,
                                  preset=args.preset, config=config, vae_config=vae_config, k=args.bins,
                                  progress=not args.quiet, log=lambda m: print(m, file=sys.stderr),
