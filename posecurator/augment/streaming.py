@@ -143,11 +143,7 @@ class FilePopulation:
             os.fdatasync(self._fd_joints)
 
     def roots(self, rows: np.ndarray) -> np.ndarray:
-        rows = np.asarray(rows, np.int64)
-        order = np.argsort(rows, kind="stable")
-        out = np.empty(len(rows), np.int64)
-        out[order] = read_rows(self.root_path, self.root_offset, np.int64, (), self.capacity, rows[order])
-        return out
+        return self.files().roots(rows)
 
     def close(self) -> None:
         for name in ("_fd_joints", "_fd_root"):
