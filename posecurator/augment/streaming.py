@@ -237,8 +237,8 @@ class _Rechunker:
 # same `place_children` writes the same bytes, so the output does not depend on the engine.
 @dataclass
 class ShardFile:
-    """A shard's kept children left in a scratch ``.npz`` by :func:`breed_shard_to_file`: what the
-    loop needs of them (counts) without the children themselves."""
+    """A shard's kept children left in a scratch file by :func:`breed_shard_to_file` (raw arrays:
+    see ``_SHARD_FILE_ARRAYS``): what the loop needs of them (counts) without the children themselves."""
 
     path: str
     made: int
@@ -350,7 +350,7 @@ class _ChildPlacer:
         self._start(generation)
         if self.engine is None:
             return (evolution.run_shard(shared, t) for t in tasks)
-        items = ((t, str(self.scratch / f"shard-g{generation:03d}-{t.key[2]:06d}.npz")) for t in tasks)
+        items = ((t, str(self.scratch / f"shard-g{generation:03d}-{t.key[2]:06d}.bin")) for t in tasks)
         return self.engine.map(breed_shard_to_file, items, shared=shared)
 
     def place(self, r, take: int, *, lo: int, first_row: int, generation: int, frame0: int) -> None:
