@@ -469,16 +469,24 @@ def format_row(r: dict) -> str:
             f"{per_m or 0:>8.0f}  {r.get('note', '')}")
 
 
-def compare(labels: list[str], out: Path) -> None:
-    docs = [json.loads((out / lab / "results.json").read_text()) for lab in labels]
+def _stage_keys(docs: list[dict]) -> list[tuple[str, int]]:
+    """The distinct (stage, N) rows of saved results, in first-seen order."""
     keys = []
     for d in docs:
         for r in d["rows"]:
             if (r["stage"], r["n"]) not in keys and r["n"]:
                 keys.append((r["stage"], r["n"]))
-    order = ["import", "augment", "load", "score-stream", "score-cli", "check-stream", "score-self", "export-plausible",
-             "select-stream", "export-vp3d"]
-    keys.sort(key=lambda k: (k[1] if k[0] != "import" else 0, order.index(k[0]) if k[0] in order else 99))
+    return keys
+
+
+def _stage_rank(stage: str) -> int:
+    return STAGE_ORDER.index(stage) if stage in STAGE_ORDER else len(STAGE_ORDER)
+
+
+def compare(labels: list[str], out: Path) -> None:
+    docs = [json.loads((out / lab / "results.json").read_text()) for lab in labels]
+    keys = _stage_keys(docs)
+    keys.sort(key=lambda k: (k[1] if k[0] != "import" else 0, _stage_rank(k[0])))
     cols = "".join(f" | {lab + ' poses/s':>16} | {lab + ' peak MiB':>15}" for lab in labels)
     print(f"{'stage':<13} | {'N':>9}{cols}")
     for stage, n in keys:
@@ -506,12 +514,8 @@ def _peak(r: dict) -> float | None:
 def markdown(labels: list[str], out: Path) -> None:
     """One markdown table over LABELs: per (stage, N) each label's poses/s and peak memory."""
     docs = [json.loads((out / lab / "results.json").read_text()) for lab in labels]
-    keys = []
-    for d in docs:
-        for r in d["rows"]:
-            if (r["stage"], r["n"]) not in keys and r["n"]:
-                keys.append((r["stage"], r["n"]))
-    keys.sort(key=lambda k: (STAGE_ORDER.index(k[0]) if k[0] in STAGE_ORDER else 99, k[1]))
+    keys = _stage_keys(docs)
+    keys.sort(key=lambda k: (_stage_rank(k[0]), k[1]))
     notes = len(labels) == 1  # one label: its notes too
     print("| stage | N | " + " | ".join(f"{lab} poses/s | {lab} peak MiB | {lab} wall s" for lab in labels)
           + (" | note |" if notes else " |"))

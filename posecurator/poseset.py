@@ -949,40 +949,54 @@ def iter_chunks(path: str | os.PathLike, *, columns: list[str] | None = None) ->
     path = Path(path)
     meta = read_meta(path)
     tables = meta["strings"]
-    known = {f.name for f in fields(PoseSet)} - {"layout", "fps", "cameras", "attrs"}
     n_cameras = len(meta.get("cameras", []))
     sorted_tables: dict[str, TextColumn] = {}  # per text column: the header's table, sorted once
     for chunk in meta["chunks"]:
         file = path / chunk["file"]
         wanted = None if columns is None else set(columns) | {"joints3d", "joints2d"}
         arrays = read_npz_arrays(file, wanted, required=False)
-        n = chunk["n"]
-        kwargs = {}
-        for k, v in arrays.items():
-            if k not in known:
-                raise DataError(file, f"unknown column {_error_text(repr(k), 40)}")
-            _check_column(file, k, v, n, n_cameras)
-            if k in STRING_COLUMNS:
-                if k not in tables:
-                    raise DataError(file, f"column {k} has no string table in {META_FILE}")
-                table = tables[k]
-                if v.size and v.max() >= len(table):
-                    raise DataError(file, f"column {k} has codes outside its string table")
-                if not len(table):
-                    kwargs[k] = TextColumn.full(n, "")
-                    continue
-                if k not in sorted_tables:  # codes into the file's table -> codes into a sorted table
-                    sorted_tables[k] = TextColumn.from_codes(np.arange(len(table)), table)
-                ref = sorted_tables[k]
-                kwargs[k] = TextColumn(ref.codes[v], ref.table)
-            else:
-                kwargs[k] = v
-        if "joints3d" not in kwargs and "joints2d" not in kwargs:
-            raise DataError(file, "chunk has neither joints3d nor joints2d")
-        for a, b in (("joints3d", "joints2d"), ("joints3d", "visibility"), ("joints2d", "visibility")):
-            if a in kwargs and b in kwargs and kwargs[a].shape[1] != kwargs[b].shape[1]:
-                raise DataError(file, f"columns {a} and {b} have different joint counts")
+        kwargs = _decode_columns(file, arrays, chunk["n"], tables, n_cameras, sorted_tables)
+        _check_joint_columns(file, kwargs)
         yield PoseSet(**kwargs, layout=meta["layout"], fps=meta["fps"], cameras=meta.get("cameras", []), attrs=meta.get("attrs", {}))
+
+
+# the per-sample columns a chunk may hold (PoseSet's array fields)
+_COLUMN_NAMES = frozenset(f.name for f in fields(PoseSet)) - {"layout", "fps", "cameras", "attrs"}
+
+
+def _decode_columns(file: Path, arrays: dict, n: int, tables: dict, n_cameras: int, sorted_tables: dict) -> dict:
+    """The arrays of ``n`` rows read from chunk ``file`` as PoseSet fields: each checked, text
+    columns turned from codes into the header's ``tables`` into :class:`TextColumn` s
+    (``sorted_tables``: the caller's cache of each header table, sorted once)."""
+    out = {}
+    for name, v in arrays.items():
+        if name not in _COLUMN_NAMES:
+            raise DataError(file, f"unknown column {_error_text(repr(name), 40)}")
+        _check_column(file, name, v, n, n_cameras)
+        if name not in STRING_COLUMNS:
+            out[name] = v
+            continue
+        table = tables.get(name)
+        if table is None:
+            raise DataError(file, f"column {name} has no string table in {META_FILE}")
+        if v.size and v.max() >= len(table):
+            raise DataError(file, f"column {name} has codes outside its string table")
+        if not len(table):
+            out[name] = TextColumn.full(n, "")
+            continue
+        if name not in sorted_tables:  # codes into the file's table -> codes into one sorted table
+            sorted_tables[name] = TextColumn.from_codes(np.arange(len(table)), table)
+        ref = sorted_tables[name]
+        out[name] = TextColumn(ref.codes[v], ref.table)
+    return out
+
+
+def _check_joint_columns(file: Path, kwargs: dict) -> None:
+    if "joints3d" not in kwargs and "joints2d" not in kwargs:
+        raise DataError(file, "chunk has neither joints3d nor joints2d")
+    for a, b in (("joints3d", "joints2d"), ("joints3d", "visibility"), ("joints2d", "visibility")):
+        if a in kwargs and b in kwargs and kwargs[a].shape[1] != kwargs[b].shape[1]:
+            raise DataError(file, f"columns {a} and {b} have different joint counts")
 
 
 def write_chunk_file(path: str | os.PathLike, ps: PoseSet, tables: dict[str, dict[str, int]], *, frozen: bool = False) -> int:
@@ -1358,9 +1372,8 @@ class PoseStore:
         """One column of every row of the store: a NumPy array (a :class:`TextColumn` for text),
         reading that column alone from each chunk file; None for an optional column the set does
         not store (as ``PoseSet.load`` leaves it)."""
-        known = {f.name for f in fields(PoseSet)} - {"layout", "fps", "cameras", "attrs"}
-        if name not in known:
-            raise KeyError(f"no column {name!r}; a pose set has {sorted(known)}")
+        if name not in _COLUMN_NAMES:
+            raise KeyError(f"no column {name!r}; a pose set has {sorted(_COLUMN_NAMES)}")
         parts, missing = [], []
         for k, rows in self._rows_by_chunk(self._index):
             arrays = self._read_arrays(k, rows, [name])
@@ -1462,7 +1475,6 @@ class PoseStore:
         """Columns ``names`` (None: all) of chunk ``k``, rows ``rows`` (None: all), checked."""
         chunk = self.meta["chunks"][k]
         file, n = self.path / chunk["file"], chunk["n"]
-        known = {f.name for f in fields(PoseSet)} - {"layout", "fps", "cameras", "attrs"}
         if rows is None:
             arrays = read_npz_arrays(file, names, required=False)  # whole arrays: the checksum is verified too
             m = decoded = n
@@ -1492,37 +1504,11 @@ class PoseStore:
                         raise DataError(file, f"cannot read array {name!r}: {_error_text(e)}") from None
             m = len(rows)
         self.rows_read += decoded  # rows of this chunk decoded (a row counts once, whatever the columns)
-        n_cameras = len(self.cameras)
-        tables = self.meta["strings"]
-        out = {}
-        for name, v in arrays.items():
-            if name not in known:
-                raise DataError(file, f"unknown column {_error_text(repr(name), 40)}")
-            _check_column(file, name, v, m, n_cameras)
-            if name in STRING_COLUMNS:
-                table = tables.get(name)
-                if table is None:
-                    raise DataError(file, f"column {name} has no string table in {META_FILE}")
-                if v.size and v.max() >= len(table):
-                    raise DataError(file, f"column {name} has codes outside its string table")
-                if not len(table):
-                    out[name] = TextColumn.full(m, "")
-                    continue
-                if name not in self._tables:  # codes into the file's table -> codes into one sorted table
-                    self._tables[name] = TextColumn.from_codes(np.arange(len(table)), table)
-                ref = self._tables[name]
-                out[name] = TextColumn(ref.codes[v], ref.table)
-            else:
-                out[name] = v
-        return out
+        return _decode_columns(file, arrays, m, self.meta["strings"], len(self.cameras), self._tables)
 
     def _read_rows(self, k: int, rows: np.ndarray, columns: list[str] | None) -> PoseSet:
         file = self.path / self.meta["chunks"][k]["file"]
         names = None if columns is None else list(dict.fromkeys([*columns, "joints3d", "joints2d"]))
         kwargs = self._read_arrays(k, rows, names)
-        if "joints3d" not in kwargs and "joints2d" not in kwargs:
-            raise DataError(file, "chunk has neither joints3d nor joints2d")
-        for a, b in (("joints3d", "joints2d"), ("joints3d", "visibility"), ("joints2d", "visibility")):
-            if a in kwargs and b in kwargs and kwargs[a].shape[1] != kwargs[b].shape[1]:
-                raise DataError(file, f"columns {a} and {b} have different joint counts")
+        _check_joint_columns(file, kwargs)
         return PoseSet(**kwargs, layout=self.layout, fps=self.fps, cameras=self.cameras, attrs=self.attrs)

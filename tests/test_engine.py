@@ -122,13 +122,7 @@ def test_ray_in_a_private_network(shared_data):
     problem = _netns_problem()
     if problem:
         pytest.skip(problem)
-    repo = Path(__file__).resolve().parents[1]
-    # Ray's workers import the functions they run by module name: this file's too
-    path = os.pathsep.join(p for p in (str(Path(__file__).resolve().parent), os.environ.get("PYTHONPATH")) if p)
-    env = {**os.environ, "POSECURATOR_RAY_INSIDE": "1", "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": path}
-    cmd = ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$0" -m pytest -q -p no:cacheprovider -x "$1"',
-           sys.executable, str(Path(__file__).resolve())]
-    p = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+    p = run_inside_private_network(Path(__file__))  # this folder importable: Ray's workers import its functions
     assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-2000:]
     assert "7 passed, 1 skipped" in p.stdout, p.stdout[-2000:]  # every test ran inside (but this one)
 

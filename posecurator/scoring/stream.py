@@ -152,23 +152,20 @@ def score_dataset(scorer, dataset_path: str | os.PathLike, *, chunk_size: int = 
             placed[0] += k
             yield block
 
+    def read_elsewhere():
+        # the workers read their blocks themselves: only row ranges go out, ids and scores come back
+        ranges = ((str(path), wanted, a, min(a + chunk_size, n)) for a in range(0, n, chunk_size))
+        for ids, part_scores in engine.map(score_row_range, ranges, shared=scorer):
+            sample_id[placed[0]:placed[0] + len(ids)] = ids
+            placed[0] += len(ids)
+            yield part_scores
+
     pos = 0
     try:
-        if engine is not None and can_distribute(scorer) and getattr(engine, "parallel", False):
-            # the workers read their blocks themselves: only row ranges go out, ids and scores come back
-            ranges = ((str(path), wanted, a, min(a + chunk_size, n)) for a in range(0, n, chunk_size))
-            for ids, part_scores in engine.map(score_row_range, ranges, shared=scorer):
-                k = len(ids)
-                sample_id[pos:pos + k] = ids
-                scores[pos:pos + k] = np.asarray(part_scores, dtype=np.float64).reshape(-1)
-                pos += k
-                placed[0] = pos
-                if bar is not None:
-                    bar.update(k)
-            parts = ()
-        else:
-            parts = (engine.map(score_block, blocks(), shared=scorer) if engine is not None and can_distribute(scorer)
-                     else score_parts(scorer, blocks()))
+        distribute = engine is not None and can_distribute(scorer)
+        parts = (read_elsewhere() if distribute and getattr(engine, "parallel", False)
+                 else engine.map(score_block, blocks(), shared=scorer) if distribute
+                 else score_parts(scorer, blocks()))
         for part_scores in parts:
             part_scores = np.asarray(part_scores, dtype=np.float64).reshape(-1)
             k = len(part_scores)
