@@ -229,10 +229,11 @@ def _set_group_nice(pid: int) -> None:
         print(f"(cannot set the autogroup's nice: {e})", file=sys.stderr)
 
 
-def timed(cmd: list[str], code: Path, timeout: float) -> dict:
+def timed(cmd: list[str], code: Path, timeout: float, *, trace: list | None = None) -> dict:
     """Run ``cmd`` under /usr/bin/time -v; wall seconds, peak RSS (MiB; the largest single process,
     as ``time -v`` reports it), the peak of the whole process tree's PSS (``tree_peak_mib``, sampled
-    every 0.25 s: a Ray engine's raylet and workers included), and a RESULT json line if printed."""
+    every 0.25 s: a Ray engine's raylet and workers included), and a RESULT json line if printed.
+    ``trace``: a list that gets ``(epoch seconds, tree MiB)`` of every sample."""
     import threading
 
     env = {**os.environ, **THREAD_ENV, "PYTHONPATH": str(code)}
@@ -249,6 +250,8 @@ def timed(cmd: list[str], code: Path, timeout: float) -> dict:
         while not done.wait(0.25):
             now = _tree_pss_mib(p.pid, cpu)
             peak[0] = max(peak[0], now)
+            if trace is not None:
+                trace.append((time.time(), now))
             if MAX_TREE_MIB[0] and now > MAX_TREE_MIB[0] and not over:
                 over.append(f"stopped: process tree at {now:.0f} MiB > {MAX_TREE_MIB[0]:.0f} MiB after "
                             f"{time.perf_counter() - t0:.0f} s")
@@ -386,7 +389,9 @@ def run_add_stage(args, code: Path, py: str, record, base: Path, out: Path, n0: 
     cmd = [py, "-m", "posecurator", "add", str(standin), "-o", str(run_dir), "-q", *engine_args(args, shards=True)]
     if args.add_config:
         cmd += ["--config", str(Path(args.add_config).resolve())]
-    r = timed(cmd, code, args.timeout)
+    trace: list = []
+    r = timed(cmd, code, args.timeout, trace=trace)
+    r["stage_peak_mib"] = stage_peaks(run_dir, trace)
     summ = run_dir / "summary.json"
     note = ""
     if summ.exists():
@@ -400,6 +405,22 @@ def run_add_stage(args, code: Path, py: str, record, base: Path, out: Path, n0: 
         note = (f"wall {r['wall_s'] / 60:.1f} min, lifter training {train / 60:.1f} min, rest {r['without_training_s'] / 60:.1f} "
                 f"min; " + ", ".join(f"{k} {v:.0f} s" for k, v in times.items() if isinstance(v, (int, float))))
     record("add", n, r, note)  # poses/s: over the run without lifter training
+
+
+def stage_peaks(run_dir: Path, trace: list) -> dict:
+    """Peak tree MiB of each stage of an ADD run, from a memory trace and the times its stage
+    records were written (``stages/NAME.json``: the end of stage NAME); "reference" includes
+    loading the set and the fits before it."""
+    ends = sorted((f.stat().st_mtime, f.stem) for f in (run_dir / "stages").glob("*.json"))
+    out, start = {}, 0.0
+    for end, name in ends:
+        inside = [m for t, m in trace if start <= t <= end]
+        out[name] = round(max(inside), 1) if inside else None
+        start = end
+    rest = [m for t, m in trace if t > start]
+    if rest:
+        out["after"] = round(max(rest), 1)
+    return out
 
 
 def run_stream_stages(args, code: Path, py: str, record, base: Path, aug: Path, out: Path, n: int, n_aug: int) -> None:

@@ -200,13 +200,32 @@ def breed_shard(population, rng: np.random.Generator, n: int, config: EvolutionC
     a file, read ``GATHER_CHILDREN`` children's parents at a time). Draws are made per batch of
     ``config.batch_size`` children in order, so the result depends on the generator's state, ``n``
     and the batch size only. Pure: the same arguments give the same children in any process.
+    The children of :func:`breed_shard_pieces` put together.
     """
+    pieces = list(breed_shard_pieces(population, rng, n, config, prior))
+    if not pieces:
+        return ShardResult(np.zeros((0, 17, 3), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64),
+                           np.zeros(0, np.uint8), 0, {})
+    if len(pieces) == 1:
+        return pieces[0]
+    operators: dict = {}
+    for r in pieces:
+        for name, c in r.operators.items():
+            operators[name] = operators.get(name, 0) + c
+    return ShardResult(np.concatenate([r.joints for r in pieces]), np.concatenate([r.parent for r in pieces]),
+                       np.concatenate([r.partner for r in pieces]), np.concatenate([r.code for r in pieces]),
+                       sum(r.made for r in pieces), operators)
+
+
+def breed_shard_pieces(population, rng: np.random.Generator, n: int, config: EvolutionConfig,
+                       prior: JointAnglePrior | None) -> Iterator[ShardResult]:
+    """:func:`breed_shard` in pieces of about ``GATHER_CHILDREN`` children made (consecutive, in
+    draw order; each with its own ``made`` and ``operators``): what a caller that writes the
+    children away as they come holds at a time (ADD's streamed scale distillation)."""
     n = int(n)
     size = len(population)
     need = prior.required_limbs(config.min_valid_limbs) if prior is not None else 0
     in_memory = isinstance(population, np.ndarray)
-    joints, parent, partner, code = [], [], [], []
-    made, op_counts = 0, {}
     starts = list(range(0, n, config.batch_size))
     group = max(1, GATHER_CHILDREN // config.batch_size)
     for g0 in range(0, len(starts), group):
@@ -214,6 +233,8 @@ def breed_shard(population, rng: np.random.Generator, n: int, config: EvolutionC
         # drawing and making batch by batch (making children draws nothing)
         draws = [draw_generation(rng, size, min(config.batch_size, n - s), config.operators) for s in starts[g0:g0 + group]]
         local, local_draws = (population, draws) if in_memory else _localise(population, draws)
+        joints, parent, partner, code = [], [], [], []
+        made, op_counts = 0, {}
         for d, ld in zip(draws, local_draws):
             child = make_children_soa(local, ld, dtype=config.dtype)  # (3, 17, m)
             m = len(d)
@@ -227,11 +248,8 @@ def breed_shard(population, rng: np.random.Generator, n: int, config: EvolutionC
             parent.append(d.parent[ok])
             partner.append(d.partner[ok])
             code.append(c[ok])
-    if not joints:
-        return ShardResult(np.zeros((0, 17, 3), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64),
-                           np.zeros(0, np.uint8), 0, {})
-    return ShardResult(np.concatenate(joints), np.concatenate(parent).astype(np.int64),
-                       np.concatenate(partner).astype(np.int64), np.concatenate(code), made, op_counts)
+        yield ShardResult(np.concatenate(joints), np.concatenate(parent).astype(np.int64),
+                          np.concatenate(partner).astype(np.int64), np.concatenate(code), made, op_counts)
 
 
 @dataclass

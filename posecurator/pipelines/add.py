@@ -658,18 +658,16 @@ def _distill(ctx: ADDContext, ref_dir: Path, params: dict, folder: Path, *, prog
     """Scale distillation with the chosen parameters; its poses and scores go to ``folder``
     (``augmented.pcs``, ``dropped.pcs``, ``scores.npz``), the per-generation steps to the result."""
     scale = ctx.scale_distiller(reference_dir=ref_dir, record=True, progress=progress, engine=engine, **params)
-    distilled, steps = scale.run(ctx.train_part)
-    for name, poses in (("augmented.pcs", distilled), ("dropped.pcs", scale.dropped_)):
-        if len(poses):
-            poses.save(folder / name)
-        else:  # an empty set has no chunk to write; none is read back either
-            shutil.rmtree(folder / name, ignore_errors=True)
+    # written generation by generation as they are made (the files of `run` + `save`; no folder
+    # for an empty set)
+    n_augmented, steps = scale.run_to_store(ctx.train_part, folder / "augmented.pcs", dropped_path=folder / "dropped.pcs")
+    n_dropped = len(scale.dropped_score_)
     arrays = {"kept_score": scale.kept_score_, "dropped_score": scale.dropped_score_,
               "kept_novelty": scale.kept_components_["novelty"], "dropped_novelty": scale.dropped_components_["novelty"]}
     if scale.kept_components_["error"] is not None:
         arrays.update(kept_error=scale.kept_components_["error"], dropped_error=scale.dropped_components_["error"])
     atomic_savez(folder / DISTILL_SCORES, **{k: np.asarray(v, dtype=np.float64) for k, v in arrays.items()})
-    return {"steps": [s.to_dict() for s in steps], "n_augmented": len(distilled), "n_dropped": len(scale.dropped_)}
+    return {"steps": [s.to_dict() for s in steps], "n_augmented": n_augmented, "n_dropped": n_dropped}
 
 
 def load_distilled(folder: Path, result: dict, ctx: ADDContext) -> tuple[PoseSet, DistillRecord]:
