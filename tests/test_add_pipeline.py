@@ -126,6 +126,53 @@ def test_renumber_children_keeps_lineage():
     assert out.parents.tolist() == [[0, -1], [100, 3], [101, 100]]
 
 
+def test_renumbering_block_by_block_is_the_whole_sets():
+    from posecurator.pipelines.add import ChildRenumbering, renumber_children
+
+    rng = np.random.default_rng(0)
+    for ids in (np.arange(50, 90, dtype=np.int64) * 2, rng.permutation(40).astype(np.int64) + 7):  # sorted and not
+        parents = np.stack([rng.choice(np.concatenate([ids, np.arange(5)]), 40), rng.choice([-1, *ids.tolist()], 40)], axis=1)
+        children = PoseSet(joints3d=np.zeros((40, 17, 3), np.float32), sample_id=ids, parents=parents, generation=np.ones(40))
+        whole = renumber_children(children, first_id=1000)
+        ren = ChildRenumbering(ids, first_id=1000)
+        blocks = [ren.apply(children.subset(slice(a, a + 15)), start=a) for a in range(0, 40, 15)]
+        np.testing.assert_array_equal(np.concatenate([b.sample_id for b in blocks]), whole.sample_id)
+        np.testing.assert_array_equal(np.concatenate([b.parents for b in blocks]), whole.parents)
+
+
+def test_distilled_set_is_written_chunk_by_chunk_as_one_save(add_run, poses, tmp_path):
+    """distilled.pcs from the stored augmentation, one chunk at a time = concatenate + save."""
+    import filecmp
+
+    from posecurator.augment import next_sample_id
+    from posecurator.pipelines.add import renumber_children, write_distilled_set
+    from posecurator.poseset import PoseStore
+
+    out, _ = add_run
+    store = PoseStore(out / "stages" / "distill" / "augmented.pcs")
+    augmented = store.load()
+    attrs = {"add": {"seed": 1}}
+    whole = PoseSet.concatenate([poses.replace(joints2d=None, visibility=None, camera=None),
+                                 renumber_children(augmented, first_id=next_sample_id(poses))])
+    whole.attrs = attrs
+    whole.save(tmp_path / "whole.pcs", chunk_size=100)
+    import posecurator.poseset as poseset_module
+
+    default = poseset_module.DEFAULT_CHUNK
+    poseset_module.DEFAULT_CHUNK = 100  # small chunks: the stored augmentation spans several
+    try:
+        store_small = tmp_path / "aug-small.pcs"
+        augmented.save(store_small, chunk_size=33)
+        write_distilled_set(tmp_path / "streamed.pcs", poses, PoseStore(store_small), attrs=attrs)
+    finally:
+        poseset_module.DEFAULT_CHUNK = default
+    names = sorted(f.name for f in (tmp_path / "whole.pcs").iterdir())
+    assert len(names) > 3 and names == sorted(f.name for f in (tmp_path / "streamed.pcs").iterdir())
+    assert all(filecmp.cmp(tmp_path / "whole.pcs" / f, tmp_path / "streamed.pcs" / f, shallow=False) for f in names)
+    # and the run's own distilled.pcs is that set with the run's attributes
+    np.testing.assert_array_equal(PoseSet.load(out / "distilled.pcs").parents, whole.parents)
+
+
 # ------------------------------------------------------------------------------------ layering
 def test_camera_pairs_match_training_pairs(poses):
     from posecurator.camera import RandomCameraSampler

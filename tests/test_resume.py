@@ -257,7 +257,7 @@ def test_add_killed_anywhere_reruns_to_the_same_bytes(dataset, tmp_path):
     # stage boundaries and a checkpoint write of each lifter, in the order they come
     hooked = tmp_path / "hooked"
     hooked.mkdir()
-    codes = _hooks(hooked, argv, ("lifter-weights:1", "stage-reference", "stage-distill", "lifter-temp:0",
+    codes = _hooks(hooked, argv, ("lifter-weights:1", "stage-reference", "stage-distill", "stage-dataset", "lifter-temp:0",
                                   "stage-report"))
     _launch(hooked, argv)
     n = assert_same_outputs(straight, hooked / "run")
@@ -282,7 +282,7 @@ def test_add_changed_config_reruns_from_the_first_changed_stage(dataset, tmp_pat
     messages.clear()
     run_add(poses, tmp_path / "run", config.replace(finetune_lr=0.5), progress=False, log=messages.append)
     reused = [m.split()[-1] for m in messages if "reusing stage" in m]
-    assert reused == ["reference", "search", "distill"], messages
+    assert reused == ["reference", "search", "distill", "dataset"], messages
 
 
 # ------------------------------------------------------------------------------ difficulty

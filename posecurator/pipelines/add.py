@@ -58,7 +58,7 @@ from posecurator.config_base import from_known_keys
 from posecurator.errors import DataError, PoseCuratorError
 from posecurator.fileio import atomic_link, atomic_savez, atomic_write_json, json_default, output_lock
 from posecurator.pipelines.stages import STAGES_DIR, StageCache, poseset_fingerprint
-from posecurator.poseset import PoseSet
+from posecurator.poseset import PoseSet, PoseStore
 from posecurator.scoring.density import DensityScorer
 from posecurator.scoring.lifter_error import LifterErrorScorer
 from posecurator.selection.distill import (
@@ -69,7 +69,7 @@ from posecurator.selection.distill import (
     multiscale_multiplier_search,
     optuna_search,
 )
-from posecurator.train.trainer import LifterTrainer, TrainConfig, data_fingerprint, split_by_clip
+from posecurator.train.trainer import LifterTrainer, TrainConfig, data_fingerprint, validation_mask
 
 SEARCHES = ("none", "multiscale", "bayes")
 RETRAINS = ("finetune", "scratch")
@@ -262,12 +262,21 @@ def lifter_error_scorer(run_dir: str | os.PathLike, *, seed: int = 0, noise_px: 
 
 def split_validation(train: PoseSet, train_cfg: TrainConfig) -> tuple[PoseSet, PoseSet | None]:
     """(train part, validation part) cut by clip exactly as the trainer would cut it."""
+    train_part, val_part, _ = split_validation_rows(train, train_cfg)
+    return train_part, val_part
+
+
+def split_validation_rows(train: PoseSet, train_cfg: TrainConfig) -> tuple[PoseSet, PoseSet | None, np.ndarray]:
+    """:func:`split_validation` and the rows of ``train`` in the train part."""
     if train.joints3d is None:
         raise DataError(None, "ADD needs 3D poses (the training set has no joints3d)")
     if train.layout != "h36m17":
         raise DataError(None, f"ADD works on h36m17 poses, the training set is {train.layout}")
     train.check_finite()
-    return split_by_clip(train, val_fraction=train_cfg.val_fraction, seed=train_cfg.seed, cut=train_cfg.val_cut)
+    is_val = validation_mask(train, val_fraction=train_cfg.val_fraction, seed=train_cfg.seed, cut=train_cfg.val_cut)
+    if is_val is None:
+        return train, None, np.arange(len(train), dtype=np.int64)
+    return train.subset(~is_val), train.subset(is_val), np.flatnonzero(~is_val).astype(np.int64)
 
 
 def with_augmentation(train_part: PoseSet, augmented: PoseSet | None) -> PoseSet:
@@ -312,12 +321,13 @@ class ADDContext:
     density: DensityScorer
     times: dict = field(default_factory=dict)
     diversity: object | None = None
+    train_rows: np.ndarray | None = None  # rows of `original` in the train part
 
     @classmethod
     def build(cls, train: PoseSet, config: ADDConfig, train_cfg: TrainConfig | None = None, *,
               target: PoseSet | None = None) -> "ADDContext":
         train_cfg = config.train_config() if train_cfg is None else train_cfg
-        train_part, val_part = split_validation(train, train_cfg)
+        train_part, val_part, train_rows = split_validation_rows(train, train_cfg)
         times = {}
         t0 = time.perf_counter()
         prior = JointAnglePrior(**config.prior).fit(train_part)
@@ -332,7 +342,7 @@ class ADDContext:
             times["target_fit_s"] = time.perf_counter() - t0
         elif target is not None:
             raise PoseCuratorError("a target was given but the ADD config's target_score is unset (novelty | coverage)")
-        return cls(config, train_cfg, train, train_part, val_part, prior, density, times, diversity)
+        return cls(config, train_cfg, train, train_part, val_part, prior, density, times, diversity, train_rows)
 
     def scale_distiller(self, *, reference_dir, multiplier: float | None = None, keep: float | None = None,
                         w: float | None = None, record: bool = False, progress: bool = False, engine=None) -> ScaleDistiller:
@@ -387,12 +397,16 @@ class ADDContext:
             return finetune_config(self.train_config, epochs_fraction=cfg.finetune_epochs, lr_factor=cfg.finetune_lr)
         return self.train_config
 
-    def retrain(self, augmented: PoseSet, out_dir, *, reference_dir, progress: bool = False, resume: bool = False) -> dict:
+    def retrain(self, augmented: PoseSet | None, out_dir, *, reference_dir, progress: bool = False, resume: bool = False,
+                stored: PoseStore | None = None) -> dict:
         """The final lifter on train part + augmented: fine-tuned from the reference or from scratch
-        (``resume``: continue the checkpoint of this training that ``out_dir`` holds)."""
+        (``resume``: continue the checkpoint of this training that ``out_dir`` holds). ``stored``
+        instead of ``augmented``: train part + augmented as a stored set, read lazily
+        (:func:`final_training_set`; the same rows in the same order, so the same lifter)."""
         init = reference_dir if self.config.retrain == "finetune" else None
-        return train_lifter(with_augmentation(self.train_part, augmented), out_dir, self.retrain_config(),
-                            val=self.val_part, init_from=init, progress=progress, resume=resume)
+        data = stored if stored is not None else with_augmentation(self.train_part, augmented)
+        return train_lifter(data, out_dir, self.retrain_config(), val=self.val_part, init_from=init, progress=progress,
+                            resume=resume)
 
 
 @dataclass
@@ -551,7 +565,7 @@ def run_add(train: PoseSet, out_dir: str | os.PathLike, config: ADDConfig | None
 
 # Code version of each stage of run_add: bump one when a change alters what that stage makes, so
 # that reruns in older run folders redo it (and every stage after it).
-STAGE_VERSIONS = {"reference": 1, "search": 1, "distill": 1, "final": 1, "report": 1}
+STAGE_VERSIONS = {"reference": 1, "search": 1, "distill": 1, "dataset": 1, "final": 2, "report": 2}
 # The ADDConfig fields each stage depends on, besides the stages before it (the reference lifter
 # depends on the lifter's TrainConfig alone).
 _DISTILL_FIELDS = ("evolution", "prior", "density", "error_normalization", "error_views", "population", "seed", "noise_px")
@@ -617,12 +631,24 @@ def _run_add(train: PoseSet, out: Path, config: ADDConfig, *, progress: bool, lo
     log(f"[add] distilled {len(distilled)} poses in {len(steps)} generations "
         f"(generation {gen_s:.1f} s, scoring {score_s:.1f} s)")
 
+    # the distilled dataset (the input, then the kept children renumbered), written chunk by chunk
+    # before the final lifter, which trains on its train-part and augmented rows read lazily
+    def write_dataset(resume: bool) -> dict:
+        attrs = {**train.attrs, "add": {"multiplier": chosen["multiplier"], "keep": chosen["keep"], "w": chosen["w"],
+                                        "seed": config.seed, "validation_clips": _val_clips(ctx)}}
+        write_distilled_set(out / "distilled.pcs", train, distilled, attrs=attrs)
+        return {"n": len(train) + len(distilled)}
+
+    k_dataset = stages.key("dataset", version=STAGE_VERSIONS["dataset"], config={}, inputs=[k_distill])
+    stages.run("dataset", k_dataset, write_dataset, outputs=["distilled.pcs"])
+
     def train_final(resume: bool) -> dict:
         log(f"[add] retraining the lifter ({config.retrain}) on {len(ctx.train_part) + len(distilled)} poses")
-        return ctx.retrain(distilled, out / "lifter", reference_dir=ref_dir, progress=progress, resume=resume)
+        return ctx.retrain(None, out / "lifter", reference_dir=ref_dir, progress=progress, resume=resume,
+                           stored=final_training_set(out / "distilled.pcs", ctx))
 
     k_final = stages.key("final", version=STAGE_VERSIONS["final"],
-                         config={**_fields(config, _FINAL_FIELDS), "train": ctx.retrain_config().to_dict()}, inputs=[k_distill])
+                         config={**_fields(config, _FINAL_FIELDS), "train": ctx.retrain_config().to_dict()}, inputs=[k_dataset])
     final = stages.run("final", k_final, train_final, outputs=["lifter/best.safetensors"])
 
     def report(resume: bool) -> dict:
@@ -631,7 +657,7 @@ def _run_add(train: PoseSet, out: Path, config: ADDConfig, *, progress: bool, lo
 
     k_report = stages.key("report", version=STAGE_VERSIONS["report"],
                           config={"config": config.to_dict(), "render": render is not None, "out": str(out)}, inputs=[k_final])
-    summary = stages.run("report", k_report, report, outputs=["summary.json", "distilled.pcs", "best.safetensors", "config.json"])
+    summary = stages.run("report", k_report, report, outputs=["summary.json", "best.safetensors", "config.json"])
     log(f"[add] done in {summary['times']['total']:.0f} s: validation MPJPE reference "
         f"{_fmt(summary['lifters']['reference']['best_val_mpjpe'])} -> final "
         f"{_fmt(summary['lifters']['final']['best_val_mpjpe'])} mm; results in {out}")
@@ -649,7 +675,7 @@ class DistillRecord:
 
     kept_score_: np.ndarray
     dropped_score_: np.ndarray
-    dropped_: PoseSet
+    dropped_: PoseSet | PoseStore
     kept_components_: dict
     dropped_components_: dict
 
@@ -670,12 +696,13 @@ def _distill(ctx: ADDContext, ref_dir: Path, params: dict, folder: Path, *, prog
     return {"steps": [s.to_dict() for s in steps], "n_augmented": n_augmented, "n_dropped": n_dropped}
 
 
-def load_distilled(folder: Path, result: dict, ctx: ADDContext) -> tuple[PoseSet, DistillRecord]:
+def load_distilled(folder: Path, result: dict, ctx: ADDContext) -> tuple[PoseSet | PoseStore, DistillRecord]:
     """The distilled augmentation and its :class:`DistillRecord`, as the distillation stage
-    wrote them to ``folder`` (a fresh run reads them back too, so it continues exactly as a rerun)."""
+    wrote them to ``folder`` (a fresh run reads them back too, so it continues exactly as a rerun):
+    the poses opened lazily (:class:`PoseStore`; an empty PoseSet where there are none)."""
     empty = ctx.train_part.replace(joints2d=None, visibility=None, camera=None).subset(slice(0, 0))
-    distilled = PoseSet.load(folder / "augmented.pcs") if result["n_augmented"] else empty
-    dropped = PoseSet.load(folder / "dropped.pcs") if result["n_dropped"] else empty
+    distilled = PoseStore(folder / "augmented.pcs") if result["n_augmented"] else empty
+    dropped = PoseStore(folder / "dropped.pcs") if result["n_dropped"] else empty
     with np.load(folder / DISTILL_SCORES, allow_pickle=False) as z:
         a = {k: z[k] for k in z.files}
     record = DistillRecord(kept_score_=a["kept_score"], dropped_score_=a["dropped_score"], dropped_=dropped,
@@ -696,11 +723,6 @@ def _write_report(out: Path, train: PoseSet, ctx: ADDContext, chosen: dict, refe
     _link_or_copy(out / "lifter" / "best.safetensors", out / "best.safetensors")
     _link_or_copy(out / "lifter" / "config.json", out / "config.json")
 
-    dataset = PoseSet.concatenate([train.replace(joints2d=None, visibility=None, camera=None),
-                                   renumber_children(distilled, first_id=next_sample_id(train))])
-    dataset.attrs = {**dataset.attrs, "add": {"multiplier": chosen["multiplier"], "keep": chosen["keep"], "w": chosen["w"],
-                                              "seed": config.seed, "validation_clips": _val_clips(ctx)}}
-    dataset.save(out / "distilled.pcs")
 
     plots = {}
     if config.plots:
@@ -749,14 +771,66 @@ def renumber_children(children: PoseSet, *, first_id: int) -> PoseSet:
     part) and are stored with the whole set (their ids could collide with the held-out part's)."""
     if len(children) == 0:
         return children
-    old_ids = children.sample_id
-    new_ids = first_id + np.arange(len(children), dtype=np.int64)
-    order = np.argsort(old_ids, kind="stable")
-    parents = children.parents.copy()
-    pos = np.clip(np.searchsorted(old_ids[order], parents), 0, len(children) - 1)
-    hit = (parents >= 0) & (old_ids[order][pos] == parents)
-    parents[hit] = new_ids[order][pos[hit]]
-    return children.replace(sample_id=new_ids, parents=parents)
+    return ChildRenumbering(children.sample_id, first_id=first_id).apply(children, start=0)
+
+
+class ChildRenumbering:
+    """:func:`renumber_children` of a set of generated poses given block by block: built from
+    the whole set's sample ids (``old_ids``, in row order; 8 bytes a pose), it renumbers any run
+    of consecutive rows (``apply(block, start=first row)``) as the whole set would be."""
+
+    def __init__(self, old_ids: np.ndarray, *, first_id: int):
+        old_ids = np.asarray(old_ids, dtype=np.int64)
+        self.first_id = int(first_id)
+        self.order = None if np.all(old_ids[1:] > old_ids[:-1]) else np.argsort(old_ids, kind="stable")
+        self.sorted_ids = old_ids if self.order is None else old_ids[self.order]
+
+    def _new_id(self, pos: np.ndarray) -> np.ndarray:
+        rows = pos if self.order is None else self.order[pos]
+        return self.first_id + rows.astype(np.int64)
+
+    def apply(self, block: PoseSet, *, start: int) -> PoseSet:
+        n = len(self.sorted_ids)
+        parents = block.parents.copy()
+        pos = np.clip(np.searchsorted(self.sorted_ids, parents), 0, max(n - 1, 0))
+        hit = (parents >= 0) & (self.sorted_ids[pos] == parents)
+        parents[hit] = self._new_id(pos[hit])
+        new_ids = self.first_id + start + np.arange(len(block), dtype=np.int64)
+        return block.replace(sample_id=new_ids, parents=parents)
+
+
+def final_training_set(path: Path, ctx: ADDContext) -> PoseStore:
+    """The final lifter's training poses in ``distilled.pcs`` (its first ``len(ctx.original)``
+    rows are the input, then the augmentation): the train part's rows, then the augmentation's, as
+    a lazy selection: the rows and order of ``with_augmentation(ctx.train_part, augmented)``."""
+    store = PoseStore(path)
+    n0 = len(ctx.original)
+    return store.select(np.concatenate([ctx.train_rows, np.arange(n0, len(store), dtype=np.int64)]))
+
+
+def write_distilled_set(path: Path, train: PoseSet, augmented, *, attrs: dict) -> Path:
+    """``distilled.pcs``: ``train`` (3D only) followed by the distilled augmentation renumbered
+    (:func:`renumber_children`, ids after the train set's), written chunk by chunk: the augmentation
+    (a :class:`~posecurator.poseset.PoseStore` or a PoseSet) is read one chunk at a time. The same
+    bytes as ``PoseSet.concatenate`` of the two and ``save``."""
+    from posecurator.augment.streaming import _Rechunker
+    from posecurator.poseset import DEFAULT_CHUNK, PoseSetWriter, PoseStore
+
+    base = train.replace(joints2d=None, visibility=None, camera=None)
+    with PoseSetWriter(path, layout=base.layout, fps=base.fps, chunk_size=DEFAULT_CHUNK, attrs=attrs) as w:
+        w.cameras = list(base.cameras)
+        out = _Rechunker(w, DEFAULT_CHUNK)
+        out.add(base)
+        if len(augmented):
+            ids = augmented.column("sample_id") if isinstance(augmented, PoseStore) else augmented.sample_id
+            renumbering = ChildRenumbering(ids, first_id=next_sample_id(train))
+            parts = augmented.iter_chunks() if isinstance(augmented, PoseStore) else [augmented]
+            start = 0
+            for part in parts:
+                out.add(renumbering.apply(part.replace(joints2d=None, visibility=None, camera=None), start=start))
+                start += len(part)
+        out.flush()
+    return path
 
 
 def _fmt(v) -> str:
@@ -786,12 +860,23 @@ def write_plot_data(plot_dir: Path, ctx: ADDContext, distilled: PoseSet, scale: 
     plot_dir.mkdir(parents=True, exist_ok=True)
     density = ctx.density
     empty2 = np.zeros((0, 2))
+
+    def embed(poses):  # a stored set chunk by chunk (2 numbers a pose kept)
+        if not len(poses):
+            return empty2
+        if isinstance(poses, PoseStore):
+            return np.concatenate([density.embed(c) for c in poses.iter_chunks(columns=["joints3d"])])
+        return density.embed(poses)
+
+    def joints(poses, idx):
+        return poses.take(idx, columns=["joints3d"]).joints3d if isinstance(poses, PoseStore) else poses.joints3d[idx]
+
     arrays = {
         "score_kept": np.asarray(scale.kept_score_, dtype=np.float64),
         "score_dropped": np.asarray(scale.dropped_score_, dtype=np.float64),
         "pca_original": density.embed(ctx.train_part),
-        "pca_kept": density.embed(distilled) if len(distilled) else empty2,
-        "pca_dropped": density.embed(scale.dropped_) if len(scale.dropped_) else empty2,
+        "pca_kept": embed(distilled),
+        "pca_dropped": embed(scale.dropped_),
         "gmm_weights": density.gmm_.weights_, "gmm_means": density.gmm_.means_,
         "gmm_covariances": density.gmm_.covariances_,
     }
@@ -811,7 +896,7 @@ def write_plot_data(plot_dir: Path, ctx: ADDContext, distilled: PoseSet, scale: 
         if len(poses) == 0 or n_gallery <= 0:
             continue
         idx = pick(len(poses))
-        row = poses.joints3d[idx]
+        row = joints(poses, idx)
         row_titles = [label if scores is None else f"{label} {scores[i]:.2f}" for i in idx]
         pad = n_gallery - len(idx)  # short rows are padded (blank titles) so each group starts a row
         if pad:

@@ -258,15 +258,26 @@ def split_by_clip(poses: PoseSet | PoseStore, *, val_fraction: float, seed: int,
     With a single clip there is nothing to cut by clip; the last ``val_fraction`` of its frames
     become the validation part (with a warning: neighbouring frames at the cut leak a little).
     """
+    is_val = validation_mask(poses, val_fraction=val_fraction, seed=seed, cut=cut)
+    if is_val is None:
+        return poses, None
+    if isinstance(poses, PoseStore):
+        return poses.select(~is_val), poses.select(is_val)
+    return poses.subset(~is_val), poses.subset(is_val)
+
+
+def validation_mask(poses: PoseSet | PoseStore, *, val_fraction: float, seed: int, cut: str = "clip") -> np.ndarray | None:
+    """(N,) bool: the poses :func:`split_by_clip` puts in the validation part (None when
+    ``val_fraction`` is 0)."""
     if cut not in VAL_CUTS:
         raise PoseCuratorError(f"unknown validation cut {cut!r}; known: {', '.join(VAL_CUTS)}")
     if val_fraction <= 0:
-        return poses, None
+        return None
     n = len(poses)
     names, inverse = np.unique(_column(poses, "clip"), return_inverse=True)
     inverse = inverse.reshape(-1)
     if len(names) < 2:
-        warnings.warn("one clip only: the validation part is the last frames of that clip", stacklevel=3)
+        warnings.warn("one clip only: the validation part is the last frames of that clip", stacklevel=4)
         order = np.argsort(_column(poses, "frame"), kind="stable")
         n_val = min(max(1, int(round(val_fraction * n))), n - 2)
         is_val = np.zeros(n, bool)
@@ -283,9 +294,7 @@ def split_by_clip(poses: PoseSet | PoseStore, *, val_fraction: float, seed: int,
         n_clips = int(np.searchsorted(cum, val_fraction * n) + 1)  # first count reaching the fraction
         n_clips = min(max(n_clips, 1), len(names) - 1)
         is_val = np.isin(inverse, order[:n_clips])
-    if isinstance(poses, PoseStore):
-        return poses.select(~is_val), poses.select(is_val)
-    return poses.subset(~is_val), poses.subset(is_val)
+    return is_val
 
 
 def _column(poses: PoseSet | PoseStore, name: str):
