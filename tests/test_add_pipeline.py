@@ -173,6 +173,29 @@ def test_distilled_set_is_written_chunk_by_chunk_as_one_save(add_run, poses, tmp
     np.testing.assert_array_equal(PoseSet.load(out / "distilled.pcs").parents, whole.parents)
 
 
+def test_add_on_a_stored_set_reads_it_lazily_with_the_same_results(add_run, dataset, tmp_path):
+    """A stored training set stays on disk (train part a selection, fits chunk by chunk, lifters
+    from the store): the same lifters, distilled set and plot data as the set in memory."""
+    import filecmp
+
+    from posecurator.pipelines.add import run_add
+    from posecurator.poseset import PoseStore
+    from posecurator.report.plots import render_add_plots
+
+    mem, summary = add_run
+    lazy = tmp_path / "lazy"
+    summary2 = run_add(PoseStore(dataset), lazy, tiny_config(seed=1), progress=False, log=lambda m: None,
+                       render=render_add_plots)
+    for name in ("reference/best.safetensors", "lifter/best.safetensors", "plots/plot_data.npz"):
+        assert filecmp.cmp(mem / name, lazy / name, shallow=False), name
+    names = sorted(f.name for f in (mem / "distilled.pcs").iterdir())
+    assert all(filecmp.cmp(mem / "distilled.pcs" / f, lazy / "distilled.pcs" / f, shallow=False) for f in names)
+    for key in ("sizes", "scores", "chosen", "validation_clips"):
+        assert summary2[key] == summary[key], key
+    assert [{k: v for k, v in g.items() if not k.endswith("seconds")} for g in summary2["generations"]] == \
+        [{k: v for k, v in g.items() if not k.endswith("seconds")} for g in summary["generations"]]
+
+
 # ------------------------------------------------------------------------------------ layering
 def test_camera_pairs_match_training_pairs(poses):
     from posecurator.camera import RandomCameraSampler

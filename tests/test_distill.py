@@ -290,3 +290,9 @@ def test_scale_distillation_streamed_writes_the_files_of_the_in_memory_run(origi
         np.testing.assert_array_equal(sd.kept_score_, expected["kept_score_"])
         np.testing.assert_array_equal(sd.dropped_components_["error"], expected["dropped_components_"]["error"])
         assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no scratch or temporary folder left
+    # the original read lazily from a stored set: the same files
+    from posecurator.poseset import PoseStore
+
+    original.save(tmp_path / "original.pcs", chunk_size=700)
+    n, _ = sd.run_to_store(PoseStore(tmp_path / "original.pcs"), tmp_path / "lazy" / "aug.pcs", chunk_size=256, block_size=100)
+    assert n == len(aug) and _same_folder(tmp_path / "mem.pcs", tmp_path / "lazy" / "aug.pcs")

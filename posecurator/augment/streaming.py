@@ -38,7 +38,7 @@ from posecurator.augment import evolution
 from posecurator.augment.evolution import (_COMBO_NAMES, EvolutionConfig, GenerationStats, Lineage, ShardResult, children_piece,
                                            clip_name, evolve_parts)
 from posecurator.augment.plausibility import JointAnglePrior
-from posecurator.poseset import DEFAULT_CHUNK, PoseSet, PoseSetWriter, write_chunk_file
+from posecurator.poseset import DEFAULT_CHUNK, PoseSet, PoseSetWriter, PoseStore, write_chunk_file
 
 # bytes mapped at a time when gathering rows from a population file (the reader's resident set)
 WINDOW_BYTES = 32 << 20
@@ -90,7 +90,9 @@ class FilePopulation:
     """The population of :func:`evolve_to_store` in two scratch files (see the module docstring);
     the same interface as :class:`posecurator.augment.evolution.ArrayPopulation`."""
 
-    def __init__(self, folder: Path, joints0: np.ndarray, capacity: int, *, block: int = 65_536, sync: bool = False):
+    def __init__(self, folder: Path, joints0, capacity: int, *, block: int = 65_536, sync: bool = False):
+        """``joints0``: the original's (n0, 17, 3) joints, or a stored set
+        (:class:`~posecurator.poseset.PoseStore`) whose joints are copied in chunk by chunk."""
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
         n0 = len(joints0)
@@ -110,6 +112,10 @@ class FilePopulation:
         self._fd_root = os.open(self.root_path, os.O_RDWR)
         self.rows = 0
         self.sync = sync
+        if isinstance(joints0, PoseStore):
+            for part in joints0.iter_chunks(columns=["joints3d"]):
+                self.append(part.joints3d, np.arange(self.rows, self.rows + len(part), dtype=np.int64))
+            return
         for start in range(0, n0, block):
             stop = min(start + block, n0)
             self.append(joints0[start:stop], np.arange(start, stop, dtype=np.int64))

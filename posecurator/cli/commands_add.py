@@ -199,8 +199,14 @@ def cmd_add(args):
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise DataError(out, "exists and is not a folder")
-    train = _load(args.dataset, args)
-    _require_3d(train, args.dataset)
+    if _is_stored_set(args.dataset):  # read lazily: the train part stays on disk (ADDContext)
+        from posecurator.poseset import PoseSet
+
+        _require_3d(_peek(args.dataset), args.dataset)
+        train = PoseSet.open(args.dataset)
+    else:
+        train = _load(args.dataset, args)
+        _require_3d(train, args.dataset)
     if config.target_score is not None and not args.target:
         raise PoseCuratorError(f"the ADD config's target_score is {config.target_score!r}: give --target TARGET_2D")
     target = _target_2d(args) if args.target else None

@@ -53,13 +53,15 @@ from typing import Callable
 
 import numpy as np
 
-from posecurator.augment import EvolutionConfig, JointAnglePrior, evolve, next_sample_id
+from posecurator.augment import EvolutionConfig, JointAnglePrior, evolve
+from posecurator.augment.plausibility import fit_dataset
 from posecurator.config_base import from_known_keys
 from posecurator.errors import DataError, PoseCuratorError
 from posecurator.fileio import atomic_link, atomic_savez, atomic_write_json, json_default, output_lock
 from posecurator.pipelines.stages import STAGES_DIR, StageCache, poseset_fingerprint
 from posecurator.poseset import PoseSet, PoseStore
 from posecurator.scoring.density import DensityScorer
+from posecurator.scoring.self_fit import density_self_scores
 from posecurator.scoring.lifter_error import LifterErrorScorer
 from posecurator.selection.distill import (
     QualityDistiller,
@@ -69,7 +71,7 @@ from posecurator.selection.distill import (
     multiscale_multiplier_search,
     optuna_search,
 )
-from posecurator.train.trainer import LifterTrainer, TrainConfig, data_fingerprint, validation_mask
+from posecurator.train.trainer import LifterTrainer, TrainConfig, check_finite_store, data_fingerprint, validation_mask
 
 SEARCHES = ("none", "multiscale", "bayes")
 RETRAINS = ("finetune", "scratch")
@@ -279,6 +281,21 @@ def split_validation_rows(train: PoseSet, train_cfg: TrainConfig) -> tuple[PoseS
     return train.subset(~is_val), train.subset(is_val), np.flatnonzero(~is_val).astype(np.int64)
 
 
+def split_validation_rows_stored(train: PoseStore, train_cfg: TrainConfig) -> tuple[PoseStore, PoseSet | None, np.ndarray]:
+    """:func:`split_validation_rows` of a stored set: the train part a lazy selection of it, the
+    validation part in memory (the same cut: the trainer's, from the clip column)."""
+    if "joints3d" not in train.columns:
+        raise DataError(train.path, "ADD needs 3D poses (the training set has no joints3d)")
+    if train.layout != "h36m17":
+        raise DataError(train.path, f"ADD works on h36m17 poses, the training set is {train.layout}")
+    check_finite_store(train)
+    is_val = validation_mask(train, val_fraction=train_cfg.val_fraction, seed=train_cfg.seed, cut=train_cfg.val_cut)
+    if is_val is None:
+        return train, None, np.arange(len(train), dtype=np.int64)
+    rows = np.flatnonzero(~is_val).astype(np.int64)
+    return train.select(rows), train.select(np.flatnonzero(is_val)).load(), rows
+
+
 def with_augmentation(train_part: PoseSet, augmented: PoseSet | None) -> PoseSet:
     """Train part (3D only) followed by the augmented poses: the set a lifter trains on."""
     base = train_part.replace(joints2d=None, visibility=None, camera=None)
@@ -310,12 +327,18 @@ def train_lifter(poses: PoseSet, out_dir: str | os.PathLike, config: TrainConfig
 class ADDContext:
     """What one ADD run (or a benchmark row) works with: the config, the lifter's training
     config, the train / validation parts, the fitted prior and reference distribution, and (with
-    ``config.target_score``) the target-aware diversity term that replaces the density's."""
+    ``config.target_score``) the target-aware diversity term that replaces the density's.
+
+    Built from a stored set (:class:`PoseStore`), the original and the train part stay on disk
+    (the train part a lazy selection; the validation part, a few clips, in memory): the prior and
+    the density are fitted chunk by chunk (the same fits as in memory), the reference lifter trains
+    from the store, and scale distillation reads the train part's joints into its population file.
+    Only the searches and a target-aware diversity term load the train part (:meth:`train_poses`)."""
 
     config: ADDConfig
     train_config: TrainConfig
-    original: PoseSet
-    train_part: PoseSet
+    original: PoseSet | PoseStore
+    train_part: PoseSet | PoseStore
     val_part: PoseSet | None
     prior: JointAnglePrior
     density: DensityScorer
@@ -324,25 +347,36 @@ class ADDContext:
     train_rows: np.ndarray | None = None  # rows of `original` in the train part
 
     @classmethod
-    def build(cls, train: PoseSet, config: ADDConfig, train_cfg: TrainConfig | None = None, *,
+    def build(cls, train: PoseSet | PoseStore, config: ADDConfig, train_cfg: TrainConfig | None = None, *,
               target: PoseSet | None = None) -> "ADDContext":
         train_cfg = config.train_config() if train_cfg is None else train_cfg
-        train_part, val_part, train_rows = split_validation_rows(train, train_cfg)
+        stored = isinstance(train, PoseStore)
+        train_part, val_part, train_rows = (split_validation_rows_stored if stored else split_validation_rows)(train, train_cfg)
         times = {}
         t0 = time.perf_counter()
-        prior = JointAnglePrior(**config.prior).fit(train_part)
+        prior = JointAnglePrior(**config.prior)
+        prior = fit_dataset(prior, train_part) if stored else prior.fit(train_part)
         times["prior_fit_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        density = DensityScorer(**{"seed": int(config.seed), **config.density}).fit(train_part)
+        options = {"seed": int(config.seed), **config.density}
+        density = density_self_scores(train_part, **options)[0] if stored else DensityScorer(**options).fit(train_part)
         times["density_fit_s"] = time.perf_counter() - t0
-        diversity = None
+        ctx = cls(config, train_cfg, train, train_part, val_part, prior, density, times, None, train_rows)
         if config.target_score is not None:
             t0 = time.perf_counter()
-            diversity = target_diversity(config.target_score, target, train_part, seed=int(config.seed))
+            ctx.diversity = target_diversity(config.target_score, target, ctx.train_poses(), seed=int(config.seed))
             times["target_fit_s"] = time.perf_counter() - t0
         elif target is not None:
             raise PoseCuratorError("a target was given but the ADD config's target_score is unset (novelty | coverage)")
-        return cls(config, train_cfg, train, train_part, val_part, prior, density, times, diversity, train_rows)
+        return ctx
+
+    def train_poses(self) -> PoseSet:
+        """The train part in memory (loaded once from a stored set; what the searches breed from)."""
+        if not isinstance(self.train_part, PoseStore):
+            return self.train_part
+        if getattr(self, "_train_loaded", None) is None:
+            self._train_loaded = self.train_part.load()
+        return self._train_loaded
 
     def scale_distiller(self, *, reference_dir, multiplier: float | None = None, keep: float | None = None,
                         w: float | None = None, record: bool = False, progress: bool = False, engine=None) -> ScaleDistiller:
@@ -372,7 +406,7 @@ class ADDContext:
         def train_eval(augmented: PoseSet) -> float:
             counter[0] += 1
             run = work_dir / f"trial-{counter[0]:03d}"
-            res = train_lifter(with_augmentation(self.train_part, augmented), run, cheap, val=self.val_part, init_from=init)
+            res = train_lifter(with_augmentation(self.train_poses(), augmented), run, cheap, val=self.val_part, init_from=init)
             shutil.rmtree(run, ignore_errors=True)
             err = float(res["best_val_mpjpe"])
             if log is not None:
@@ -404,7 +438,7 @@ class ADDContext:
         instead of ``augmented``: train part + augmented as a stored set, read lazily
         (:func:`final_training_set`; the same rows in the same order, so the same lifter)."""
         init = reference_dir if self.config.retrain == "finetune" else None
-        data = stored if stored is not None else with_augmentation(self.train_part, augmented)
+        data = stored if stored is not None else with_augmentation(self.train_poses(), augmented)
         return train_lifter(data, out_dir, self.retrain_config(), val=self.val_part, init_from=init, progress=progress,
                             resume=resume)
 
@@ -456,11 +490,11 @@ def run_search(ctx: ADDContext, *, reference_dir, work_dir: Path, log=None, engi
     scale = ctx.scale_distiller(reference_dir=reference_dir)
     if cfg.search == "multiscale":
         train_eval = ctx.candidate_trainer(reference_dir=reference_dir, work_dir=work_dir, log=log)
-        result = multiscale_multiplier_search(multiplier_objective(scale, ctx.train_part, train_eval),
+        result = multiscale_multiplier_search(multiplier_objective(scale, ctx.train_poses(), train_eval),
                                               whole=tuple(float(m) for m in cfg.multiscale_whole), levels=cfg.multiscale_levels)
         chosen["multiplier"] = float(result.best)
     else:
-        trials = SearchTrials(scale, ctx.train_part, ctx.val_part, cheap, init, work_dir)
+        trials = SearchTrials(scale, ctx.train_poses(), ctx.val_part, cheap, init, work_dir)
         result = optuna_search(None, n_trials=cfg.n_trials, keep=_range(cfg.bayes_keep), multiplier=_range(cfg.bayes_multiplier),
                                w=_range(cfg.bayes_w), seed=int(cfg.seed), batch=int(cfg.search_batch),
                                evaluate_batch=_trial_batches(trials, engine, log))
@@ -700,7 +734,9 @@ def load_distilled(folder: Path, result: dict, ctx: ADDContext) -> tuple[PoseSet
     """The distilled augmentation and its :class:`DistillRecord`, as the distillation stage
     wrote them to ``folder`` (a fresh run reads them back too, so it continues exactly as a rerun):
     the poses opened lazily (:class:`PoseStore`; an empty PoseSet where there are none)."""
-    empty = ctx.train_part.replace(joints2d=None, visibility=None, camera=None).subset(slice(0, 0))
+    part = ctx.train_part
+    none = part.take(np.zeros(0, np.int64)) if isinstance(part, PoseStore) else part.subset(slice(0, 0))
+    empty = none.replace(joints2d=None, visibility=None, camera=None)
     distilled = PoseStore(folder / "augmented.pcs") if result["n_augmented"] else empty
     dropped = PoseStore(folder / "dropped.pcs") if result["n_dropped"] else empty
     with np.load(folder / DISTILL_SCORES, allow_pickle=False) as z:
@@ -808,26 +844,35 @@ def final_training_set(path: Path, ctx: ADDContext) -> PoseStore:
     return store.select(np.concatenate([ctx.train_rows, np.arange(n0, len(store), dtype=np.int64)]))
 
 
-def write_distilled_set(path: Path, train: PoseSet, augmented, *, attrs: dict) -> Path:
+def write_distilled_set(path: Path, train: PoseSet | PoseStore, augmented, *, attrs: dict) -> Path:
     """``distilled.pcs``: ``train`` (3D only) followed by the distilled augmentation renumbered
-    (:func:`renumber_children`, ids after the train set's), written chunk by chunk: the augmentation
-    (a :class:`~posecurator.poseset.PoseStore` or a PoseSet) is read one chunk at a time. The same
-    bytes as ``PoseSet.concatenate`` of the two and ``save``."""
+    (:func:`renumber_children`, ids after the train set's), written chunk by chunk: stored sets
+    (:class:`~posecurator.poseset.PoseStore`) are read one chunk at a time. The same bytes as
+    ``PoseSet.concatenate`` of the two and ``save``."""
     from posecurator.augment.streaming import _Rechunker
-    from posecurator.poseset import DEFAULT_CHUNK, PoseSetWriter, PoseStore
+    from posecurator.poseset import DEFAULT_CHUNK, PoseSetWriter
 
-    base = train.replace(joints2d=None, visibility=None, camera=None)
-    with PoseSetWriter(path, layout=base.layout, fps=base.fps, chunk_size=DEFAULT_CHUNK, attrs=attrs) as w:
-        w.cameras = list(base.cameras)
+    def parts(poses):
+        return poses.iter_chunks() if isinstance(poses, PoseStore) else [poses]
+
+    def column(poses, name):
+        return poses.column(name) if isinstance(poses, PoseStore) else getattr(poses, name)
+
+    def three_d(part):
+        return part.replace(joints2d=None, visibility=None, camera=None)
+
+    with PoseSetWriter(path, layout=train.layout, fps=train.fps, chunk_size=DEFAULT_CHUNK, attrs=attrs) as w:
+        w.cameras = list(train.cameras)
         out = _Rechunker(w, DEFAULT_CHUNK)
-        out.add(base)
+        for part in parts(train):
+            out.add(three_d(part))
         if len(augmented):
-            ids = augmented.column("sample_id") if isinstance(augmented, PoseStore) else augmented.sample_id
-            renumbering = ChildRenumbering(ids, first_id=next_sample_id(train))
-            parts = augmented.iter_chunks() if isinstance(augmented, PoseStore) else [augmented]
+            train_ids = column(train, "sample_id")
+            renumbering = ChildRenumbering(column(augmented, "sample_id"),
+                                           first_id=int(train_ids.max()) + 1 if len(train_ids) else 0)
             start = 0
-            for part in parts:
-                out.add(renumbering.apply(part.replace(joints2d=None, visibility=None, camera=None), start=start))
+            for part in parts(augmented):
+                out.add(renumbering.apply(three_d(part), start=start))
                 start += len(part)
         out.flush()
     return path
@@ -874,7 +919,7 @@ def write_plot_data(plot_dir: Path, ctx: ADDContext, distilled: PoseSet, scale: 
     arrays = {
         "score_kept": np.asarray(scale.kept_score_, dtype=np.float64),
         "score_dropped": np.asarray(scale.dropped_score_, dtype=np.float64),
-        "pca_original": density.embed(ctx.train_part),
+        "pca_original": embed(ctx.train_part),
         "pca_kept": embed(distilled),
         "pca_dropped": embed(scale.dropped_),
         "gmm_weights": density.gmm_.weights_, "gmm_means": density.gmm_.means_,

@@ -32,7 +32,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from posecurator.fileio import atomic_write_json, json_default, remove_stale_temps, test_kill_point
-from posecurator.poseset import PoseSet
+from posecurator.poseset import PoseSet, PoseStore
 
 STAGES_DIR = "stages"
 
@@ -43,11 +43,15 @@ def _canonical(obj) -> str:
     return json.dumps(obj, sort_keys=True, default=json_default, separators=(",", ":"))
 
 
-def poseset_fingerprint(poses: PoseSet | None) -> str | None:
+def poseset_fingerprint(poses: PoseSet | PoseStore | None) -> str | None:
     """SHA-1 of everything a pose set holds (every column's dtype, shape and bytes, layout, fps,
-    cameras and attrs): equal fingerprints mean equal data. None for None."""
+    cameras and attrs): equal fingerprints mean equal data. None for None. A stored set opened
+    lazily is hashed as it is stored (its header, every chunk file's bytes and the selected rows),
+    read file by file: a different fingerprint from the same set loaded, equal for equal files."""
     if poses is None:
         return None
+    if isinstance(poses, PoseStore):
+        return _store_fingerprint(poses)
     h = hashlib.sha1()
     for name in poses._array_fields():
         value = getattr(poses, name)
@@ -57,6 +61,18 @@ def poseset_fingerprint(poses: PoseSet | None) -> str | None:
         h.update(f"{name}:{arr.dtype.str}:{arr.shape}".encode())
         h.update(arr.tobytes())
     h.update(_canonical({"layout": poses.layout, "fps": poses.fps, "cameras": poses.cameras, "attrs": poses.attrs}).encode())
+    return h.hexdigest()
+
+
+def _store_fingerprint(store: PoseStore) -> str:
+    h = hashlib.sha1(b"posecurator stored set\n")
+    h.update(_canonical(store.meta).encode())
+    for chunk in store.meta["chunks"]:
+        with open(store.path / chunk["file"], "rb") as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                h.update(block)
+    if store._index is not None:
+        h.update(np.ascontiguousarray(store._index, dtype=np.int64).tobytes())
     return h.hexdigest()
 
 

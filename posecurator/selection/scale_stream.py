@@ -42,12 +42,11 @@ from posecurator.augment.evolution import (
     ShardTask,
     breed_shard_pieces,
     clip_name,
-    next_sample_id,
     run_shard,
     shard_sizes,
 )
 from posecurator.augment.streaming import FilePopulation, _Rechunker
-from posecurator.poseset import DEFAULT_CHUNK, PoseSet, PoseSetWriter, TextColumn
+from posecurator.poseset import DEFAULT_CHUNK, PoseSet, PoseSetWriter, PoseStore, TextColumn
 from posecurator.scoring.stream import DEFAULT_STREAM_CHUNK, score_parts, stream_block_size
 from posecurator.selection.distill import (
     QualityDistiller,
@@ -157,11 +156,12 @@ def quality_components(distiller: QualityDistiller, gen: _Generation, block_size
     return {"novelty": novelty, "error": error, "error_normalized": err_n}
 
 
-def distil_to_store(scale: ScaleDistiller, original: PoseSet, augmented_path: str | os.PathLike, *,
+def distil_to_store(scale: ScaleDistiller, original: PoseSet | PoseStore, augmented_path: str | os.PathLike, *,
                     dropped_path: str | os.PathLike | None = None, chunk_size: int = DEFAULT_CHUNK,
                     block_size: int = DEFAULT_STREAM_CHUNK) -> tuple[int, list[ScaleStep], dict]:
-    """:meth:`ScaleDistiller.run` of ``original`` with its augmentation written to the pose-set
-    folder ``augmented_path`` (and, given ``dropped_path``, the children dropped by score there)
+    """:meth:`ScaleDistiller.run` of ``original`` (in memory, or a stored set read chunk by chunk:
+    its joints go to the population file, its lineage columns are read alone) with its
+    augmentation written to the pose-set folder ``augmented_path`` (and, given ``dropped_path``, the children dropped by score there)
     as it is made (see the module docstring). Returns ``(poses written, steps, record)``;
     ``record`` holds what ``run`` with ``record=True`` keeps besides the dropped poses:
     ``kept_score``, ``dropped_score``, ``kept_components`` and ``dropped_components`` (dicts of
@@ -173,18 +173,20 @@ def distil_to_store(scale: ScaleDistiller, original: PoseSet, augmented_path: st
     """
     config = scale.evolution if scale.evolution is not None else EvolutionConfig()
     distiller = scale.distiller if scale.distiller is not None else QualityDistiller()
+    stored = isinstance(original, PoseStore)
     if not hasattr(distiller, "density_"):
-        distiller.fit(original)
-    if original.joints3d is None:
+        distiller.fit(original.load(columns=["joints3d"]) if stored else original)
+    if (stored and "joints3d" not in original.columns) or (not stored and original.joints3d is None):
         raise ValueError("scale distillation needs 3D poses (joints3d)")
     rng = np.random.default_rng(config.seed)
     n0 = len(original)
+    if n0 < 1:
+        raise ValueError("the population is empty")
     need = max(0, int(round(scale.multiplier * n0)) - n0)
-    base = original.replace(joints2d=None, visibility=None, camera=None)
-    lineage = Lineage.of(base)
-    next_id = next_sample_id(original)
-    generation = int(original.generation.max()) + 1
-    pop_ids = np.asarray(original.sample_id, dtype=np.int64)
+    lineage = _lineage(original)
+    next_id = lineage.next_id
+    generation = int((original.column("generation") if stored else original.generation).max()) + 1
+    pop_ids = np.asarray(lineage.sample_id, dtype=np.int64)
     lo, hi = 0, n0
     steps: list[ScaleStep] = []
     rec = {k: [] for k in ("kept_score", "dropped_score", "kept_novelty", "dropped_novelty", "kept_error", "dropped_error")}
@@ -193,14 +195,15 @@ def distil_to_store(scale: ScaleDistiller, original: PoseSet, augmented_path: st
     if scale.progress and need:
         from tqdm import tqdm
         bar = tqdm(total=need, desc="ADD", unit="pose", leave=False)
-    writers = [PoseSetWriter(augmented_path, layout=base.layout, fps=base.fps, chunk_size=chunk_size, attrs=dict(base.attrs))]
+    writers = [PoseSetWriter(augmented_path, layout=lineage.layout, fps=lineage.fps, chunk_size=chunk_size,
+                             attrs=dict(lineage.attrs))]
     if dropped_path is not None:
-        writers.append(PoseSetWriter(dropped_path, layout=base.layout, fps=base.fps, chunk_size=chunk_size,
-                                     attrs=dict(base.attrs)))
+        writers.append(PoseSetWriter(dropped_path, layout=lineage.layout, fps=lineage.fps, chunk_size=chunk_size,
+                                     attrs=dict(lineage.attrs)))
     with writers[0] as w_kept, (writers[1] if dropped_path is not None else nullcontext()) as w_dropped:
         out_kept = _Rechunker(w_kept, chunk_size)
         out_dropped = _Rechunker(w_dropped, chunk_size) if dropped_path is not None else None
-        store = FilePopulation(w_kept.scratch_dir("scratch-population"), base.joints3d, n0 + need)
+        store = FilePopulation(w_kept.scratch_dir("scratch-population"), original if stored else original.joints3d, n0 + need)
         children = None
         try:
             for g in range(config.max_generations):
@@ -277,6 +280,15 @@ def distil_to_store(scale: ScaleDistiller, original: PoseSet, augmented_path: st
         if path is not None and not written:  # an empty set has no chunk; none is read back either
             shutil.rmtree(path, ignore_errors=True)
     return out_kept.written, steps, _record(rec)
+
+
+def _lineage(original: PoseSet | PoseStore) -> Lineage:
+    """What the children inherit from the original (a stored set's columns read alone)."""
+    if not isinstance(original, PoseStore):
+        return Lineage.of(original)
+    sample_id = np.asarray(original.column("sample_id"), dtype=np.int64)
+    return Lineage(original.column("source"), original.column("subject"), original.column("activity"), sample_id,
+                   int(sample_id.max()) + 1, original.layout, original.fps, dict(original.attrs))
 
 
 def _breed(scale: ScaleDistiller, store: FilePopulation, lo: int, hi: int, rng, n_children: int,

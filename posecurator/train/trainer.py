@@ -359,7 +359,7 @@ def data_fingerprint(poses: PoseSet | PoseStore) -> str:
     return h.hexdigest()[:16]
 
 
-def _check_finite_store(store: PoseStore) -> None:
+def check_finite_store(store: PoseStore) -> None:
     """:meth:`PoseSet.check_finite` of a stored set, chunk by chunk: the same error (the first bad
     sample of joints3d, else of joints2d, numbered within the store)."""
     first: dict[str, int] = {}
@@ -447,7 +447,7 @@ class LifterTrainer:
             if sampler is not None and callable(sampler) and not (hasattr(sampler, "__iter__") and not isinstance(sampler, type)):
                 raise PoseCuratorError("a sampler factory needs the training poses in memory; pass a loaded PoseSet "
                                        "(PoseSet.load) or a sampler of row indices with a stored set")
-            _check_finite_store(train)
+            check_finite_store(train)
         else:
             if train.joints3d is None:
                 raise DataError(None, "training needs 3D poses (the pose set has no joints3d)")
