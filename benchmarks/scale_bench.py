@@ -46,7 +46,12 @@ Issue 12 item 4 (the scale benchmark table):
   reported apart), with the driver's own CPU seconds (the serial part; ``getrusage``);
 * ``add``: ``posecurator add`` end to end on a ``--add-size`` (default 1.5 million) pose set evolved
   from Bandai (row ``add-input``; the stand-in for Human3.6M), its stage times from summary.json,
-  poses/s over the run without lifter training (stated apart).
+  poses/s over the run without lifter training (stated apart); ``stage_peak_mib`` the process
+  tree's peak within each of its stages (from the times their stage records were written);
+* ``add-distill``: ADD's pipeline without its lifters on the stored N-pose set (``augment`` first,
+  in the same command): the context built from the store (split, prior and density fitted chunk by
+  chunk), scale distillation streamed to disk with the lifter-error term of ``--reference-lifter``,
+  and ``distilled.pcs`` written chunk by chunk; no validation part (nothing trains).
 
 Peak memory: ``peak_mib`` is ``time -v``'s largest single process; ``tree_peak_mib`` the whole
 process tree's PSS sampled every 0.25 s (Ray's raylet, GCS and workers included; tables show the
@@ -64,6 +69,8 @@ Tables: ``--markdown LABEL...`` (one markdown table), ``--compare LABEL...`` (pl
     unshare -n sh -c 'ip link set lo up && python benchmarks/scale_bench.py --code /tmp/snap --label R2 --group-nice -10 \
         --stages gen+score --sizes 1e6,1e7 --engine ray --workers 2'
     python benchmarks/scale_bench.py --code /tmp/snap --label A --stages add --sizes "" --timeout 3600 --max-tree-gib 9
+    python benchmarks/scale_bench.py --code /tmp/snap --label D --stages augment,add-distill --sizes 1e6,1e7 \
+        --reference-lifter bench-out/scale/A/add-1.5e+06/reference --timeout 3600
     python benchmarks/scale_bench.py --markdown L R1 R2 && python benchmarks/scale_bench.py --project L R1 R2
 
 Engines (issue 12, sharded evolution): ``--engine ray --workers N`` runs the augmentation's shards
@@ -166,6 +173,28 @@ if engine is not None:
     engine.close()
 print("RESULT", json.dumps({"n": int(written), "made": int(sum(s.made for s in stats)), "generations": len(stats), **t,
                             "gen_score_s": t["gen_s"] + t["score_s"]}))
+"""
+
+ADD_DISTILL = r"""
+import json, sys, time
+from pathlib import Path
+from posecurator.pipelines.add import ADDConfig, ADDContext, _distill, load_distilled, write_distilled_set
+from posecurator.poseset import PoseStore
+data, ref_dir, out = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+config = ADDConfig(lifter={"val_fraction": 0.0}).replace(seed=0)  # no validation part: nothing trains here
+t = {}
+t0 = time.perf_counter(); ctx = ADDContext.build(PoseStore(data), config); t["fits_s"] = time.perf_counter() - t0
+folder = out / "distill"
+folder.mkdir(parents=True, exist_ok=True)
+t0 = time.perf_counter()
+res = _distill(ctx, ref_dir, {"multiplier": config.multiplier, "keep": config.keep, "w": config.w}, folder, progress=False)
+t["distill_s"] = time.perf_counter() - t0
+t["generation_s"] = sum(s["generation_seconds"] for s in res["steps"])
+t["scoring_s"] = sum(s["scoring_seconds"] for s in res["steps"])
+distilled, _ = load_distilled(folder, res, ctx)
+t0 = time.perf_counter(); write_distilled_set(out / "distilled.pcs", ctx.original, distilled, attrs={}); t["dataset_s"] = time.perf_counter() - t0
+print("RESULT", json.dumps({"n": len(ctx.original), "kept": res["n_augmented"], "dropped": res["n_dropped"],
+                            "generations": len(res["steps"]), **t, "add_distill_s": sum(t.values()) - t["generation_s"] - t["scoring_s"]}))
 """
 
 LOAD = r"""
@@ -298,7 +327,7 @@ def run(args) -> list[dict]:
     def record(stage, n, r, extra=""):
         row = {"stage": stage, "n": n, **r, "note": extra}
         if r.get("ok") and n and r.get("wall_s"):
-            secs = r.get("gen_score_s", r.get("without_training_s", r.get("score_s", r.get("load_s", r["wall_s"]))))
+            secs = r.get("add_distill_s", r.get("gen_score_s", r.get("without_training_s", r.get("score_s", r.get("load_s", r["wall_s"])))))
             row["poses_per_s"] = n / secs if secs else None
         rows[:] = [x for x in rows if (x["stage"], x["n"]) != (stage, n)] + [row]
         print(format_row(row), flush=True)
@@ -425,6 +454,17 @@ def stage_peaks(run_dir: Path, trace: list) -> dict:
 
 def run_stream_stages(args, code: Path, py: str, record, base: Path, aug: Path, out: Path, n: int, n_aug: int) -> None:
     """The streamed stages of issue 12 item 2 (module docstring) on the augmented set ``aug``."""
+    if "add-distill" in args.stages:
+        if not args.reference_lifter:
+            raise SystemExit("--stages add-distill needs --reference-lifter RUN_DIR (a lifter trained on h36m17 poses)")
+        work = out / f"add-distill-{n:.0e}"
+        shutil.rmtree(work, ignore_errors=True)
+        r = timed([py, "-c", ADD_DISTILL, str(aug), str(Path(args.reference_lifter).resolve()), str(work)], code, args.timeout)
+        note = (f"fits {r['fits_s']:.0f} s, generation {r['generation_s']:.0f} s, scoring + writing {r['scoring_s']:.0f} s, "
+                f"distilled.pcs {r['dataset_s']:.0f} s; kept {r['kept']}, dropped {r['dropped']} in {r['generations']} "
+                f"generations" if r.get("ok") else "")
+        record("add-distill", n_aug, r, note)
+        shutil.rmtree(work, ignore_errors=True)
     if "check-stream" in args.stages:
         r = timed([py, "-c", CHECK_STREAM, str(base), str(aug)], code, args.timeout)
         record("check-stream", n_aug, r, f"prior fit {r.get('fit_s', 0):.1f} s (streamed), {r.get('plausible', 0)} plausible"
@@ -523,7 +563,7 @@ def compare(labels: list[str], out: Path) -> None:
 
 
 STAGE_ORDER = ["import", "augment", "gen+score", "load", "score-stream", "score-cli", "check-stream", "score-self",
-               "export-plausible", "select-stream", "export-vp3d", "add-input", "add"]
+               "export-plausible", "select-stream", "export-vp3d", "add-distill", "add-input", "add"]
 
 
 def _peak(r: dict) -> float | None:
@@ -679,6 +719,8 @@ def main(argv=None) -> None:
     p.add_argument("--engine", default="local", choices=["local", "ray"], help="engine of augment and score-stream")
     p.add_argument("--workers", type=int, default=None, help="--engine ray: workers (a local cluster of that many CPUs)")
     p.add_argument("--shard-size", type=int, default=None, help="posecurator augment --shard-size (default: not passed)")
+    p.add_argument("--reference-lifter", default=None,
+                   help="--stages add-distill: the reference lifter's run folder (e.g. the add stage's OUT/reference)")
     p.add_argument("--compare", nargs="+", metavar="LABEL", help="print the saved tables of LABELs side by side")
     p.add_argument("--markdown", nargs="+", metavar="LABEL", help="print one markdown table over LABELs")
     p.add_argument("--project", nargs=3, metavar=("LOCAL", "RAY1", "RAY2"),

@@ -22,12 +22,23 @@
    ``finetune_epochs`` x the lifter's epochs at ``finetune_lr`` x its learning rate) or from
    scratch with the full schedule.
 7. Write ``OUT/``: ``distilled.pcs`` (the original training poses, generation 0, plus the
-   distilled augmentation, with lineage), ``lifter/`` (the final run folder), ``config.json`` +
+   distilled augmentation, with lineage; written before the final lifter, which trains from it),
+   ``lifter/`` (the final run folder), ``config.json`` +
    ``best.safetensors`` (a copy of the final lifter, so ``posecurator evaluate OUT DATA`` works
    as well as ``posecurator evaluate OUT/lifter DATA``), ``reference/`` (the reference lifter),
    ``add_config.json``, ``summary.json`` and ``plots/`` (``plot_data.npz``; the PNGs score
    histogram, PCA map and gallery when a renderer is given, as the CLI does), and ``stages/``
    (what each stage made, so that a rerun resumes: :mod:`posecurator.pipelines.stages`).
+
+Memory (issue 12): scale distillation writes each generation's kept and dropped children to
+disk as they are made (:meth:`~posecurator.selection.distill.ScaleDistiller.run_to_store`),
+``distilled.pcs`` is written chunk by chunk, the final lifter trains from it and the plots read
+the stored sets chunk by chunk. Given a stored set (:class:`~posecurator.poseset.PoseStore`,
+as ``posecurator add X.pcs`` does) the input stays on disk too: the train part is a selection,
+the prior and the density are fitted chunk by chunk and the reference lifter trains from the
+store (the same files as the set in memory, tested). What is held beyond a constant: per-pose
+arrays (scores, ids, the train part's rows; tens of bytes a pose), the validation part, and
+for the searches (off by default) the train part.
 
 Benchmark methods (registered in :data:`posecurator.pipelines.bench.METHODS`): ``full_aug``,
 ``random_subset``, ``quality_only``, ``scale_only``, ``add``, ``add_scratch``, ``add_optuna``; see
@@ -62,6 +73,7 @@ from posecurator.pipelines.stages import STAGES_DIR, StageCache, poseset_fingerp
 from posecurator.poseset import PoseSet, PoseStore
 from posecurator.scoring.density import DensityScorer
 from posecurator.scoring.self_fit import density_self_scores
+from posecurator.scoring.stream import iter_blocks, stream_block_size
 from posecurator.scoring.lifter_error import LifterErrorScorer
 from posecurator.selection.distill import (
     QualityDistiller,
@@ -549,7 +561,7 @@ def _link_or_copy(src: Path, dst: Path) -> None:
     atomic_link(src, dst)
 
 
-def run_add(train: PoseSet, out_dir: str | os.PathLike, config: ADDConfig | None = None, *, progress: bool = True,
+def run_add(train: PoseSet | PoseStore, out_dir: str | os.PathLike, config: ADDConfig | None = None, *, progress: bool = True,
             log: Callable[[str], None] | None = None,
             render: Callable[[Path], dict] | None = None, engine=None, target: PoseSet | None = None) -> dict:
     """AugData Distillation on ``train`` (3D poses, H36M17, mm); writes ``out_dir`` (see the
@@ -573,8 +585,12 @@ def run_add(train: PoseSet, out_dir: str | os.PathLike, config: ADDConfig | None
     prior_fit, density_fit, reference_training, search, generation, scoring, final_training,
     total), ``validation_clips``, ``paths``.
 
+    ``train``: a PoseSet, or a stored set opened lazily (``PoseSet.open``; see the module
+    docstring: the same results, in memory that does not hold the set).
+
     Resumable (:mod:`posecurator.pipelines.stages`): the stages reference lifter, search,
-    distillation (generations + quality and scale distillation), final lifter and report are
+    distillation (generations + quality and scale distillation), dataset (``distilled.pcs``),
+    final lifter and report are
     cached in ``out_dir/stages/`` under keys of their inputs, config and code version. Rerun after
     a kill (at any instant), the same call skips the finished stages ("reusing stage X"),
     resumes an interrupted lifter from its last checkpoint, redoes an interrupted search or
@@ -614,7 +630,7 @@ def _fields(config: ADDConfig, names) -> dict:
     return {k: d[k] for k in names}
 
 
-def _run_add(train: PoseSet, out: Path, config: ADDConfig, *, progress: bool, log, render, engine=None,
+def _run_add(train: PoseSet | PoseStore, out: Path, config: ADDConfig, *, progress: bool, log, render, engine=None,
              target: PoseSet | None = None) -> dict:
     t_start = time.perf_counter()
     stages = StageCache(out, log=log, tag="[add]")
@@ -747,10 +763,10 @@ def load_distilled(folder: Path, result: dict, ctx: ADDContext) -> tuple[PoseSet
     return distilled, record
 
 
-def _write_report(out: Path, train: PoseSet, ctx: ADDContext, chosen: dict, reference: dict, final: dict,
-                  distilled: PoseSet, scale: DistillRecord, steps: list[dict], *, render, t_start: float) -> dict:
-    """The report stage: OUT as a run folder of the final lifter, ``distilled.pcs``, the plots and
-    ``summary.json`` (returned)."""
+def _write_report(out: Path, train: PoseSet | PoseStore, ctx: ADDContext, chosen: dict, reference: dict, final: dict,
+                  distilled: PoseSet | PoseStore, scale: DistillRecord, steps: list[dict], *, render, t_start: float) -> dict:
+    """The report stage: OUT as a run folder of the final lifter, the plots and ``summary.json``
+    (returned)."""
     config = ctx.config
     n_val = 0 if ctx.val_part is None else len(ctx.val_part)
     gen_s = sum(s["generation_seconds"] for s in steps)
@@ -906,12 +922,12 @@ def write_plot_data(plot_dir: Path, ctx: ADDContext, distilled: PoseSet, scale: 
     density = ctx.density
     empty2 = np.zeros((0, 2))
 
-    def embed(poses):  # a stored set chunk by chunk (2 numbers a pose kept)
+    def embed(poses):  # block by block (a stored set chunk by chunk): 2 numbers a pose are kept
         if not len(poses):
             return empty2
-        if isinstance(poses, PoseStore):
-            return np.concatenate([density.embed(c) for c in poses.iter_chunks(columns=["joints3d"])])
-        return density.embed(poses)
+        parts = poses.iter_chunks(columns=["joints3d"]) if isinstance(poses, PoseStore) else [poses]
+        blocks = iter_blocks(parts, stream_block_size(density, 65_536))
+        return np.concatenate([density.embed(b) for b in blocks])
 
     def joints(poses, idx):
         return poses.take(idx, columns=["joints3d"]).joints3d if isinstance(poses, PoseStore) else poses.joints3d[idx]
