@@ -149,6 +149,40 @@ def test_a_later_file_changing_a_written_choice(tmp_path, case, monkeypatch):
     check_same(src / "a.pcs", single, chunks=(64,))
 
 
+def test_stored_sets_inside_a_folder_are_read_chunk_by_chunk(shared_data, tmp_path, monkeypatch):
+    """Posecurator sets nested in an imported folder (several chunks, 2D with a camera table, own
+    sample ids) beside a mocap file: the same set as import_path + save, and no set is loaded whole."""
+    from posecurator.io import folder
+    from posecurator.poseset import PoseStore
+
+    coco = sorted((shared_data / "coco").glob("*.json"))
+    if not coco:
+        pytest.skip("COCO data is absent")
+    src = tmp_path / "src"
+    src.mkdir()
+    people = import_path(coco[0], progress=False)
+    people.subset(slice(0, 700)).replace(sample_id=np.arange(700) * 3 + 11).save(src / "a-people.pcs", chunk_size=128)
+    people.subset(slice(700, 1000)).save(src / "b-people.pcs", chunk_size=100)
+    assert people.cameras and len(PoseStore(src / "a-people.pcs").meta["chunks"]) == 6
+    want_set = import_path(src, progress=False)
+    monkeypatch.setattr(folder.PoseSet, "load", lambda *a, **kw: pytest.fail("a nested set was loaded whole"))
+    for chunk in (97, 262_144):
+        want = want_set.save(tmp_path / f"want-{chunk}.pcs", chunk_size=chunk)
+        got = tmp_path / f"got-{chunk}.pcs"
+        summary = import_to_store(src, got, progress=False, chunk_size=chunk)
+        assert folder_contents(got) == folder_contents(want), chunk
+        assert summary == want_set.summary()
+    assert want_set.camera.max() >= len(people.cameras)  # the second set's rows index the second table
+    # a bad coordinate in a later chunk is named by its row in that set, as when it is loaded
+    bad = people.subset(slice(0, 300))
+    j2 = bad.joints2d.copy()
+    j2[250, int(np.argmax(bad.visibility[250] > 0))] = np.nan  # a labelled joint
+    bad.replace(joints2d=j2).save(src / "c-bad.pcs", chunk_size=100)
+    with pytest.raises(DataError, match="sample 250"):
+        import_to_store(src, tmp_path / "bad.pcs", progress=False)
+    assert not (tmp_path / "bad.pcs").exists() and no_temp_left(tmp_path)
+
+
 # ---------------------------------------------------------------------- errors
 def test_errors_are_those_of_import_path_and_leave_nothing(shared_data, tmp_path):
     out = tmp_path / "out"
@@ -201,8 +235,8 @@ def test_incompatible_file_stops_the_import_at_once(shared_data, tmp_path, monke
     for k in range(3):
         _toy(20, k + 3).save(src / f"c{k}.pcs")
     read = []
-    real = folder._read_one
-    monkeypatch.setattr(folder, "_read_one", lambda path, *a, **kw: (read.append(path.name), real(path, *a, **kw))[1])
+    real = folder._relabel  # every file's poses pass through it (a stored set's chunk by chunk)
+    monkeypatch.setattr(folder, "_relabel", lambda ps, path, *a: (read.append(path.name), real(ps, path, *a))[1])
     with pytest.raises(DataError, match="cannot combine the files into one pose set: cannot concatenate sets with and without joints3d"):
         import_to_store(src, tmp_path / "out.pcs", progress=False)
     assert read == ["a.pcs", "b.pcs"] and not (tmp_path / "out.pcs").exists() and no_temp_left(tmp_path)

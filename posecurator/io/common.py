@@ -145,12 +145,13 @@ def check_raw_values(path, values: np.ndarray, what: str, *, line=None) -> None:
         raise DataError(path, f"{what}: value {short_value(bad)} {problem} (corrupt file?)", line=line)
 
 
-def check_poseset(path, ps: PoseSet) -> None:
+def check_poseset(path, ps: PoseSet, *, first_row: int = 0) -> None:
     """What every reader's result must satisfy (import_path checks each file's): a frame rate in
-    [MIN_FPS, MAX_FPS], finite 3D within MAX_ABS_MM, finite labelled 2D within MAX_ABS_PX."""
+    [MIN_FPS, MAX_FPS], finite 3D within MAX_ABS_MM, finite labelled 2D within MAX_ABS_PX.
+    ``first_row``: the row of the file ``ps`` starts at (a chunk of a stored set), for the message."""
     check_fps(path, ps.fps)
     # the same test as PoseSet.check_finite (labelled 2D only), with a message free of numpy reprs
-    row = lambda i: f"sample {i} (clip {short_value(str(ps.clip[i]), 60)}, frame {int(ps.frame[i])})"  # noqa: E731
+    row = lambda i: f"sample {first_row + i} (clip {short_value(str(ps.clip[i]), 60)}, frame {int(ps.frame[i])})"  # noqa: E731
     if ps.joints3d is not None:
         check_coordinates(path, ps.joints3d, MAX_ABS_MM, what="joints3d", row_name=row)
     if ps.joints2d is not None:

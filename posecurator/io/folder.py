@@ -51,8 +51,8 @@ from pathlib import Path
 import numpy as np
 
 from posecurator.errors import DataError, PoseCuratorError
-from posecurator.io.common import check_poseset, one_line, strip_suffixes
-from posecurator.poseset import DEFAULT_CHUNK, META_FILE, STRING_COLUMNS, PoseSet, PoseSetWriter, TextColumn
+from posecurator.io.common import check_fps, check_poseset, one_line, strip_suffixes
+from posecurator.poseset import DEFAULT_CHUNK, META_FILE, STRING_COLUMNS, PoseSet, PoseSetWriter, PoseStore, TextColumn
 
 KNOWN_SOURCES = ("hdm05", "bandai", "cmu", "reactidle")
 UNKNOWN_ACTIVITY = "unknown"
@@ -321,10 +321,7 @@ def _read_one(path: Path, kind: str, root: Path, *, clip: str, mapping, fps: flo
         ps = read_deepmimic(path, fps=fps)
     else:  # pragma: no cover - _kind returns only the kinds above
         raise DataError(path, f"unsupported file kind {kind}")
-    if source:
-        ps = ps.replace(source=np.full(len(ps), source))
-    if root.is_dir() and path != root:  # keep clip ids unique across files
-        ps = ps.replace(clip=np.char.add(clip + ":", ps.clip.astype(str)))
+    ps = _relabel(ps, path, root, clip, source)
     check_poseset(path, ps)
     return ps, None
 
@@ -342,9 +339,66 @@ def _find_files(src: str | os.PathLike) -> tuple[Path, list[tuple[Path, str]]]:
     return root, files
 
 
+class _StoredPart:
+    """A posecurator set inside an imported folder, read chunk by chunk: each chunk as
+    :func:`_read_one` makes the loaded set (source label, clip prefix, checks), so that the sink
+    writes what it would write of the loaded set while holding one chunk."""
+
+    def __init__(self, path: Path, root: Path, *, clip: str, source: str | None):
+        self.store = PoseStore(path)
+        self.path, self.root, self.clip, self.source = path, root, clip, source
+        meta = self.store.meta
+        self.fps, self.attrs, self.cameras = float(meta.get("fps", 30.0)), dict(meta.get("attrs", {})), self.store.cameras
+        check_fps(path, self.fps)
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def uniform(self) -> bool:
+        """Whether every chunk stores the same columns (what the writer makes; otherwise loading
+        fills some columns in, and the set is read whole)."""
+        first = set(self.store._chunk_members(0)) if self.store.meta["chunks"] else set()
+        return all(set(self.store._chunk_members(k)) == first for k in range(len(self.store.meta["chunks"])))
+
+    def plain_ids(self) -> bool:
+        return bool(np.array_equal(self.store.column("sample_id"), np.arange(len(self))))
+
+    def chunks(self):
+        row = 0
+        parts = self.store.iter_chunks()
+        while True:
+            try:
+                ps = next(parts, None)
+            except PoseCuratorError:
+                raise
+            except (ValueError, KeyError, IndexError, OSError) as e:  # as _read_parts words a file it cannot read
+                raise DataError(self.path, f"cannot read dataset file: {one_line(e)}") from None
+            if ps is None:
+                return
+            ps = _relabel(ps, self.path, self.root, self.clip, self.source)
+            check_poseset(self.path, ps, first_row=row)
+            row += len(ps)
+            yield ps
+
+    def load(self) -> PoseSet:
+        ps = _relabel(self.store.load(), self.path, self.root, self.clip, self.source)
+        check_poseset(self.path, ps)
+        return ps
+
+
+def _relabel(ps: PoseSet, path: Path, root: Path, clip: str, source: str | None) -> PoseSet:
+    """A file's source label and clip prefix, as :func:`_read_one` gives them."""
+    if source:
+        ps = ps.replace(source=np.full(len(ps), source))
+    if root.is_dir() and path != root:  # keep clip ids unique across files
+        ps = ps.replace(clip=np.char.add(clip + ":", ps.clip.astype(str)))
+    return ps
+
+
 def _read_parts(root: Path, files: list[tuple[Path, str]], *, mapping, fps: float, source: str | None,
-                progress: bool):
-    """Yield ``(kind, pose set, clip info)`` of every file with poses, in order, one file at a time."""
+                progress: bool, lazy_sets: bool = False):
+    """Yield ``(kind, pose set, clip info)`` of every file with poses, in order, one file at a time
+    (with ``lazy_sets``, a posecurator set as a :class:`_StoredPart`, read chunk by chunk)."""
     from tqdm.auto import tqdm
 
     index = _IndexCache()
@@ -353,6 +407,11 @@ def _read_parts(root: Path, files: list[tuple[Path, str]], *, mapping, fps: floa
     try:
         for path, kind in bar:
             try:
+                if lazy_sets and kind == "dataset":
+                    part = _StoredPart(path, root, clip=clip_ids[path], source=source)
+                    if len(part) and part.uniform():
+                        yield kind, part, None
+                        continue
                 ps, info = _read_one(path, kind, root, clip=clip_ids[path], mapping=mapping, fps=fps, source=source, index=index)
             except PoseCuratorError:
                 raise
@@ -376,7 +435,7 @@ class _Provenance:
         self.per_source: dict[str, dict] = {}
         self.fps_values: set[float] = set()
 
-    def add(self, kind: str, ps: PoseSet, info: dict | None) -> None:
+    def add(self, kind: str, ps: PoseSet | _StoredPart, info: dict | None) -> None:
         if not self.parts:
             self.first_attrs = dict(ps.attrs)
         self.parts += 1
@@ -500,6 +559,29 @@ class _ImportSink:
         # the pieces go without their tables: concatenate would offset the indices again
         self._push(ps.replace(camera=camera, cameras=[]))
 
+    def add_stored(self, part: _StoredPart) -> None:
+        """:meth:`add` of a stored set given chunk by chunk (:class:`_StoredPart`, whose chunks all
+        store the same columns): the same rows, camera table and checks as ``add`` of it loaded."""
+        offset = len(self.writer.cameras)  # this part's rows index its own table, appended to it
+        for i, ps in enumerate(part.chunks()):
+            if i == 0:
+                if self.parts == 0:
+                    self._start(ps)
+                    self.first_plain = part.plain_ids()
+                else:
+                    self._check(ps)
+                self.parts += 1
+                self.writer.cameras.extend(part.cameras)
+            for name, seen in (("clip", self.clips), ("subject", self.subjects), ("activity", self.activities),
+                               ("source", self.sources)):
+                seen.update(np.unique(getattr(ps, name)).tolist())
+            self.generated += int(np.count_nonzero(ps.generation > 0))
+            camera = ps.camera
+            if offset:
+                camera = camera.copy()
+                camera[camera >= 0] += offset
+            self._push(ps.replace(camera=camera, cameras=[]))
+
     def _start(self, ps: PoseSet) -> None:
         self.layout, self.n_joints = ps.layout, ps.n_joints
         self.has3d, self.has2d = ps.joints3d is not None, ps.joints2d is not None
@@ -620,11 +702,14 @@ def _import_once(root: Path, files, output, plan: _Plan, *, mapping, fps: float,
     prov = _Provenance()
     with PoseSetWriter(output, chunk_size=chunk_size, overwrite=overwrite) as writer:
         sink = _ImportSink(writer, root, plan)
-        parts = _read_parts(root, files, mapping=mapping, fps=fps, source=source, progress=progress)
+        parts = _read_parts(root, files, mapping=mapping, fps=fps, source=source, progress=progress, lazy_sets=True)
         try:
             for kind, ps, info in parts:
                 prov.add(kind, ps, info)
-                sink.add(ps)
+                if isinstance(ps, _StoredPart):
+                    sink.add_stored(ps)
+                else:
+                    sink.add(ps)
                 del ps
         finally:
             parts.close()
