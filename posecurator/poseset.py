@@ -1319,7 +1319,11 @@ class PoseStore:
         """The columns stored (those of the first chunk; every chunk the writer makes has the same)."""
         if not self.meta["chunks"]:
             return []
-        return list(self._chunk_members(0))
+        return self.chunk_columns(0)
+
+    def chunk_columns(self, k: int) -> list[str]:
+        """The columns chunk ``k`` stores (its file's member names; no array is read)."""
+        return list(self._chunk_members(k))
 
     @property
     def indices(self) -> np.ndarray:

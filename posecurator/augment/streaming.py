@@ -200,7 +200,7 @@ def _pwrite_all(fd: int, arr: np.ndarray, offset: int) -> None:
         done += os.pwrite(fd, view[done:], offset + done)
 
 
-class _Rechunker:
+class Rechunker:
     """Appends pose sets to a writer in exact multiples of its chunk size, so the chunks on disk are
     those of one ``save`` of everything, however the parts were cut."""
 
@@ -413,7 +413,7 @@ def evolve_to_store(population: PoseSet, output_path: str | os.PathLike, *, prio
                        attrs=dict(original.attrs)) as writer:
         if include_original:
             writer.cameras = list(population.cameras)
-        out = _Rechunker(writer, chunk_size)
+        out = Rechunker(writer, chunk_size)
         if include_original:
             out.add(original)
             if sharded:

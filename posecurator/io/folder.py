@@ -357,8 +357,8 @@ class _StoredPart:
     def uniform(self) -> bool:
         """Whether every chunk stores the same columns (what the writer makes; otherwise loading
         fills some columns in, and the set is read whole)."""
-        first = set(self.store._chunk_members(0)) if self.store.meta["chunks"] else set()
-        return all(set(self.store._chunk_members(k)) == first for k in range(len(self.store.meta["chunks"])))
+        first = set(self.store.columns)
+        return all(set(self.store.chunk_columns(k)) == first for k in range(len(self.store.meta["chunks"])))
 
     def plain_ids(self) -> bool:
         return bool(np.array_equal(self.store.column("sample_id"), np.arange(len(self))))

@@ -865,7 +865,7 @@ def write_distilled_set(path: Path, train: PoseSet | PoseStore, augmented, *, at
     (:func:`renumber_children`, ids after the train set's), written chunk by chunk: stored sets
     (:class:`~posecurator.poseset.PoseStore`) are read one chunk at a time. The same bytes as
     ``PoseSet.concatenate`` of the two and ``save``."""
-    from posecurator.augment.streaming import _Rechunker
+    from posecurator.augment.streaming import Rechunker
     from posecurator.poseset import DEFAULT_CHUNK, PoseSetWriter
 
     def parts(poses):
@@ -879,7 +879,7 @@ def write_distilled_set(path: Path, train: PoseSet | PoseStore, augmented, *, at
 
     with PoseSetWriter(path, layout=train.layout, fps=train.fps, chunk_size=DEFAULT_CHUNK, attrs=attrs) as w:
         w.cameras = list(train.cameras)
-        out = _Rechunker(w, DEFAULT_CHUNK)
+        out = Rechunker(w, DEFAULT_CHUNK)
         for part in parts(train):
             out.add(three_d(part))
         if len(augmented):

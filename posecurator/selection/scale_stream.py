@@ -45,7 +45,7 @@ from posecurator.augment.evolution import (
     run_shard,
     shard_sizes,
 )
-from posecurator.augment.streaming import FilePopulation, _Rechunker
+from posecurator.augment.streaming import FilePopulation, Rechunker
 from posecurator.poseset import DEFAULT_CHUNK, PoseSet, PoseSetWriter, PoseStore, TextColumn
 from posecurator.scoring.stream import DEFAULT_STREAM_CHUNK, score_parts, stream_block_size
 from posecurator.selection.distill import (
@@ -201,8 +201,8 @@ def distil_to_store(scale: ScaleDistiller, original: PoseSet | PoseStore, augmen
         writers.append(PoseSetWriter(dropped_path, layout=lineage.layout, fps=lineage.fps, chunk_size=chunk_size,
                                      attrs=dict(lineage.attrs)))
     with writers[0] as w_kept, (writers[1] if dropped_path is not None else nullcontext()) as w_dropped:
-        out_kept = _Rechunker(w_kept, chunk_size)
-        out_dropped = _Rechunker(w_dropped, chunk_size) if dropped_path is not None else None
+        out_kept = Rechunker(w_kept, chunk_size)
+        out_dropped = Rechunker(w_dropped, chunk_size) if dropped_path is not None else None
         store = FilePopulation(w_kept.scratch_dir("scratch-population"), original if stored else original.joints3d, n0 + need)
         children = None
         try:
