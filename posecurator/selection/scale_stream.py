@@ -163,7 +163,8 @@ def distil_to_store(scale: ScaleDistiller, original: PoseSet | PoseStore, augmen
     its joints go to the population file, its lineage columns are read alone) with its
     augmentation written to the pose-set folder ``augmented_path`` (and, given ``dropped_path``, the children dropped by score there)
     as it is made (see the module docstring). Returns ``(poses written, steps, record)``;
-    ``record`` holds what ``run`` with ``record=True`` keeps besides the dropped poses:
+    ``record`` holds what ``run`` with ``record=True`` keeps besides the dropped poses (empty
+    arrays unless ``scale.record``):
     ``kept_score``, ``dropped_score``, ``kept_components`` and ``dropped_components`` (dicts of
     "novelty", "error"). Outputs are replaced atomically on success, untouched on failure; an
     empty one is removed (nothing to read back).
@@ -240,7 +241,7 @@ def distil_to_store(scale: ScaleDistiller, original: PoseSet | PoseStore, augmen
                     n_kept = int(mask.sum())
                     s_kept = float(score[mask].mean()) if mask.any() else float("nan")
                     s_drop = float(score[~mask].mean()) if (~mask).any() else float("nan")
-                    for part, sel in (("kept", mask), ("dropped", ~mask)):
+                    for part, sel in ((("kept", mask), ("dropped", ~mask)) if scale.record else ()):
                         rec[part + "_score"].append(score[sel])
                         rec[part + "_novelty"].append(comp["novelty"][sel])
                         rec[part + "_error"].append(None if comp["error"] is None else comp["error"][sel])
