@@ -25,8 +25,11 @@ def register(sub, add_parser, commands: dict) -> None:
                    "  posecurator add bandai.pcs -o runs/add-target --target my_2d.json    # keep the children your 2D shows\n"
                    "  posecurator add ../shared/data/bandai -o runs/add-uda --target bandai-to-hdm05-uda --target-score coverage\n"
                    "writes RUN_DIR/distilled.pcs, lifter/ (also RUN_DIR itself is evaluable), reference/,\n"
-                   "summary.json, add_config.json and plots/*.png\n")
-    s.add_argument("dataset", metavar="TRAIN_DATASET", help="training dataset folder (or any importable file/folder)")
+                   "summary.json, add_config.json and plots/*.png. A dataset folder (X.pcs) stays on disk (read\n"
+                   "chunk by chunk: 1.2 GB for 1.5 M poses); anything else is imported into memory, so for large\n"
+                   "data run `posecurator import DATA -o X.pcs` first\n")
+    s.add_argument("dataset", metavar="TRAIN_DATASET", help="training dataset folder, read lazily (or any importable "
+                   "file/folder, imported into memory)")
     s.add_argument("-o", "--output", required=True, metavar="RUN_DIR", help="output folder")
     s.add_argument("--config", help="JSON file of ADDConfig fields (options below override it)")
     s.add_argument("--multiplier", type=float, help="total training size as a multiple of the original (default 1.6)")
