@@ -35,7 +35,7 @@ def nearest_distance(queries: np.ndarray, targets: np.ndarray, *, chunk: int = 2
 
 
 def main(argv=None) -> int:
-    from posecurator.pipelines import add as add_mod
+    from posecurator.pipelines import bench_add
     from posecurator.pipelines.bench import SETTINGS, MethodContext, run_name
     from posecurator.pipelines.splits import load_part, resolve_split
     from posecurator.scoring.density import pose_features
@@ -60,7 +60,7 @@ def main(argv=None) -> int:
     cfg = TrainConfig.preset(args.preset)
     cfg.seed, cfg.noise_px_train = args.seed, SETTINGS[args.setting]
     work = args.bench_dir / "runs" / run_name("quality_only", args.setting, args.seed)
-    shared = add_mod._Shared(MethodContext(train=train, work_dir=work, seed=args.seed, noise_px=cfg.noise_px_train,
+    shared = bench_add._Shared(MethodContext(train=train, work_dir=work, seed=args.seed, noise_px=cfg.noise_px_train,
                                            config=cfg, progress=False))
     aug, _ = shared.full_augmentation()  # the bench's cached 5x augmentation
     reference_dir, _ = shared.reference()  # the bench's reference lifter (the baseline run)

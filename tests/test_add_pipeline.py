@@ -318,15 +318,15 @@ def test_cli_help_has_examples(capsys):
 
 # ------------------------------------------------------------------------------------ bench
 def test_bench_methods_run_and_share(poses, tmp_path):
-    from posecurator.pipelines import add as add_mod
+    from posecurator.pipelines import bench_add
     from posecurator.pipelines.bench import METHODS, MethodContext, _load_method_modules
     from posecurator.train.trainer import TrainConfig
 
     _load_method_modules()
     names = ("full_aug", "random_subset", "quality_only", "scale_only", "add", "add_scratch", "add_optuna")
     assert set(names) <= set(METHODS)
-    old = add_mod.BENCH_CONFIG
-    add_mod.BENCH_CONFIG = old.replace(n_trials=2, search_epochs=0.5, full_multiple=2.0)
+    old = bench_add.BENCH_CONFIG
+    bench_add.BENCH_CONFIG = old.replace(n_trials=2, search_epochs=0.5, full_multiple=2.0)
     try:
         rows = {}
         for name in names:
@@ -338,7 +338,7 @@ def test_bench_methods_run_and_share(poses, tmp_path):
                                                        noise_px=5.0, config=TrainConfig(**TINY, seed=1, noise_px_train=5.0),
                                                        progress=False))
     finally:
-        add_mod.BENCH_CONFIG = old
+        bench_add.BENCH_CONFIG = old
     n = len(poses)
     for name, row in rows.items():
         assert (Path(row["run_dir"]) / "best.safetensors").is_file(), name
@@ -366,7 +366,7 @@ def test_bench_reference_reuses_the_finished_baseline(poses, tmp_path):
 
     import torch
 
-    from posecurator.pipelines import add as add_mod
+    from posecurator.pipelines import bench_add
     from posecurator.pipelines.bench import METHODS, MethodContext, _load_method_modules
     from posecurator.train.checkpoint import load_tensors
     from posecurator.train.trainer import TrainConfig
@@ -378,18 +378,18 @@ def test_bench_reference_reuses_the_finished_baseline(poses, tmp_path):
         return MethodContext(train=poses, work_dir=tmp_path / "runs" / f"{name}-gt-seed2", seed=2, noise_px=0.0,
                              config=config, progress=False)
 
-    assert add_mod._Shared(ctx("add"))._finished_baseline() is None  # no baseline yet
+    assert bench_add._Shared(ctx("add"))._finished_baseline() is None  # no baseline yet
     METHODS["baseline"](ctx("baseline"))
-    shared = add_mod._Shared(ctx("add"))
+    shared = bench_add._Shared(ctx("add"))
     ref_dir, ref_s = shared.reference()
     assert Path(ref_dir) == tmp_path / "runs" / "baseline-gt-seed2" and ref_s > 0
     assert not list((tmp_path / "runs").glob("shared-gt-seed2/reference-*"))
     # trained on its own, the reference is the same lifter, weight for weight
-    add_mod.train_lifter(shared.ctx.train_part, tmp_path / "fresh", cfg, val=shared.ctx.val_part)
+    bench_add.train_lifter(shared.ctx.train_part, tmp_path / "fresh", cfg, val=shared.ctx.val_part)
     a, b = load_tensors(Path(ref_dir) / "best.safetensors"), load_tensors(tmp_path / "fresh" / "best.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     other = dataclasses.replace(cfg, lr=cfg.lr / 2)
-    assert add_mod._Shared(ctx("add", other))._finished_baseline() is None
+    assert bench_add._Shared(ctx("add", other))._finished_baseline() is None
 
 
 # ------------------------------------------------------------------------------------ plots

@@ -160,7 +160,8 @@ def _augmentation_nearest(ctx: MethodContext, method: str, reference_2d) -> dict
     """ADD's full augmentation (the cached one of the ADD rows), then the children nearest
     ``reference_2d(shared)`` (a 2D pose set; lowest ``target_coverage``), as many as ADD's
     distilled set; lifter from scratch on the train part + those children."""
-    from posecurator.pipelines.add import _Shared, train_lifter, with_augmentation
+    from posecurator.pipelines.add import train_lifter, with_augmentation
+    from posecurator.pipelines.bench_add import _Shared
     from posecurator.scoring.base import get_scorer
 
     _need_target(ctx, method)
@@ -212,7 +213,7 @@ def bench_aug_target_hard(ctx: MethodContext) -> dict:
 
 def bench_add_target(ctx: MethodContext) -> dict:
     """ADD with the target's ``target_novelty`` as its diversity term (the ``add_target`` row)."""
-    from posecurator.pipelines.add import bench_add_variant
+    from posecurator.pipelines.bench_add import bench_add_variant
     from posecurator.train.adaptation import held_out_target_clips
 
     target = _need_target(ctx, "add_target")
