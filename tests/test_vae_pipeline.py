@@ -242,7 +242,7 @@ def test_per_bin_mean_of_evaluation_matches_plain_loop(tmp_path, folders, tiny_c
     """evaluate_with_evalpose's batched per-bin means against a per-pose loop over the same run."""
     from posecurator.metrics import evalpose
     from posecurator.pipelines.splits import load_dataset
-    from posecurator.pipelines.vae_sampling import evaluate_with_evalpose
+    from posecurator.pipelines.bench_vae import evaluate_with_evalpose
     from posecurator.skeleton import H36M17
     from posecurator.train import LifterTrainer, TrainConfig, load_lifter, predict
     from posecurator.train.pairs import evaluation_pairs

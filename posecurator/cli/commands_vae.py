@@ -147,7 +147,7 @@ def cmd_difficulty(args) -> None:
 
 
 def cmd_vae_bench(args) -> None:
-    from posecurator.pipelines.vae_sampling import run_vae_experiment
+    from posecurator.pipelines.bench_vae import run_vae_experiment
     from posecurator.report.plots import render_vae_experiment_plots
 
     crossfit = _crossfit_arg(args.crossfit)

@@ -60,7 +60,7 @@ def train_baseline(ctx: MethodContext) -> dict:
 
 METHODS: dict[str, Callable[[MethodContext], dict]] = {"baseline": train_baseline}
 # Pipelines that add rows to the table register their methods in METHODS when imported.
-METHOD_MODULES = ("posecurator.pipelines.bench_add", "posecurator.pipelines.vae_sampling", "posecurator.pipelines.bench_transfer")
+METHOD_MODULES = ("posecurator.pipelines.bench_add", "posecurator.pipelines.bench_vae", "posecurator.pipelines.bench_transfer")
 
 
 def _load_method_modules() -> None:

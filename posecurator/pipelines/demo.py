@@ -125,7 +125,8 @@ def _per_bin(runs: dict, test: PoseSet, diff_dir: Path, *, seed: int) -> dict:
     training set's VAE and put into its bins (the paper's Fig. 4)."""
     import json
 
-    from posecurator.pipelines.vae_sampling import evaluate_with_evalpose, score_with_source_vae
+    from posecurator.pipelines.bench_vae import evaluate_with_evalpose
+    from posecurator.pipelines.vae_sampling import score_with_source_vae
     from posecurator.selection.bins import assign_bins
 
     edges = np.asarray(json.loads((diff_dir / "bins.json").read_text())["edges"], dtype=np.float64)

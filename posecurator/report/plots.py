@@ -516,7 +516,7 @@ def render_difficulty_plots(out_dir: str | os.PathLike) -> dict[str, Path]:
 
 def render_vae_experiment_plots(out_dir: str | os.PathLike) -> dict[str, Path]:
     """Draw the figures of ``posecurator vae-bench`` from ``out_dir/vae_plot_data.json`` (written by
-    :func:`posecurator.pipelines.vae_sampling.write_vae_plot_data`): ``source_heatmap.png`` (Fig.
+    :func:`posecurator.pipelines.bench_vae.write_vae_plot_data`): ``source_heatmap.png`` (Fig.
     3(b) of the source, first seed), per setting and binning ``per_bin_mpjpe*.png`` (target MPJPE
     per difficulty bin, mean ± std over seeds, Fig. 4) and ``per_bin_delta*.png`` (each method
     minus the baseline ``vae_all``), and ``target_bins.png`` (target poses per source bin).
