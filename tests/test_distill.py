@@ -268,9 +268,10 @@ def _steps(steps):
 @pytest.mark.parametrize("shard_size,population", [(None, "all"), (None, "last"), (500, "all")])
 def test_scale_distillation_streamed_writes_the_files_of_the_in_memory_run(original, prior, density, tiny_run, tmp_path,
                                                                           shard_size, population):
-    """run_to_store = run + save, byte for byte, whatever the block size (one random stream for the
+    """distil_to_store = run + save, byte for byte, whatever the block size (one random stream for the
     lifter error's cameras across blocks, the density's fixed batches, chunks cut as one save)."""
     from posecurator.pipelines.add import lifter_error_scorer
+    from posecurator.selection.scale_stream import distil_to_store
 
     qd = QualityDistiller(w=0.5, keep=0.8, density=density, rationality=lifter_error_scorer(tiny_run[0], seed=0)).fit(original)
     sd = ScaleDistiller(multiplier=2.5, distiller=qd, prior=prior, evolution=EvolutionConfig(seed=3, shard_size=shard_size),
@@ -281,18 +282,20 @@ def test_scale_distillation_streamed_writes_the_files_of_the_in_memory_run(origi
     expected = {k: copy.deepcopy(getattr(sd, k)) for k in ("kept_score_", "dropped_score_", "kept_components_", "dropped_components_")}
     for block in (100, 1 << 20):
         out = tmp_path / f"b{block}"
-        n, steps2 = sd.run_to_store(original, out / "aug.pcs", dropped_path=out / "dropped.pcs", chunk_size=256,
-                                    block_size=block)
+        n, steps2, rec = distil_to_store(sd, original, out / "aug.pcs", dropped_path=out / "dropped.pcs", chunk_size=256,
+                                         block_size=block)
         assert n == len(aug) == round(2.5 * len(original)) - len(original)
         assert _same_folder(tmp_path / "mem.pcs", out / "aug.pcs")
         assert _same_folder(tmp_path / "mem-dropped.pcs", out / "dropped.pcs")
         assert _steps(steps2) == _steps(steps) and len(steps) >= 2
-        np.testing.assert_array_equal(sd.kept_score_, expected["kept_score_"])
-        np.testing.assert_array_equal(sd.dropped_components_["error"], expected["dropped_components_"]["error"])
+        np.testing.assert_array_equal(rec["kept_score"], expected["kept_score_"])
+        np.testing.assert_array_equal(rec["dropped_components"]["error"], expected["dropped_components_"]["error"])
+        np.testing.assert_array_equal(rec["kept_components"]["novelty"], expected["kept_components_"]["novelty"])
         assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no scratch or temporary folder left
     # the original read lazily from a stored set: the same files
     from posecurator.poseset import PoseStore
 
     original.save(tmp_path / "original.pcs", chunk_size=700)
-    n, _ = sd.run_to_store(PoseStore(tmp_path / "original.pcs"), tmp_path / "lazy" / "aug.pcs", chunk_size=256, block_size=100)
+    n, _, _ = distil_to_store(sd, PoseStore(tmp_path / "original.pcs"), tmp_path / "lazy" / "aug.pcs", chunk_size=256,
+                              block_size=100)
     assert n == len(aug) and _same_folder(tmp_path / "mem.pcs", tmp_path / "lazy" / "aug.pcs")

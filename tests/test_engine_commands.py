@@ -212,10 +212,12 @@ def test_sharded_add_generations_on_an_engine_equal_local(add_ctx):
 def test_sharded_add_streamed_to_disk_on_an_engine_equals_in_memory(add_ctx, tmp_path):
     import filecmp
 
+    from posecurator.selection.scale_stream import distil_to_store
+
     ctx, ref = add_ctx
     aug, _ = _sharded_scale(ctx, ref, None).run(ctx.train_part)
     aug.save(tmp_path / "mem.pcs")
-    _sharded_scale(ctx, ref, ReverseEngine()).run_to_store(ctx.train_part, tmp_path / "disk.pcs", block_size=50)
+    distil_to_store(_sharded_scale(ctx, ref, ReverseEngine()), ctx.train_part, tmp_path / "disk.pcs", block_size=50)
     names = sorted(f.name for f in (tmp_path / "mem.pcs").iterdir())
     assert names == sorted(f.name for f in (tmp_path / "disk.pcs").iterdir())
     assert all(filecmp.cmp(tmp_path / "mem.pcs" / f, tmp_path / "disk.pcs" / f, shallow=False) for f in names)

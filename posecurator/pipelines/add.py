@@ -31,7 +31,7 @@
    (what each stage made, so that a rerun resumes: :mod:`posecurator.pipelines.stages`).
 
 Memory (issue 12): scale distillation writes each generation's kept and dropped children to
-disk as they are made (:meth:`~posecurator.selection.distill.ScaleDistiller.run_to_store`),
+disk as they are made (:func:`~posecurator.selection.scale_stream.distil_to_store`),
 ``distilled.pcs`` is written chunk by chunk, the final lifter trains from it and the plots read
 the stored sets chunk by chunk. Given a stored set (:class:`~posecurator.poseset.PoseStore`,
 as ``posecurator add X.pcs`` does) the input stays on disk too: the train part is a selection,
@@ -76,6 +76,7 @@ from posecurator.selection.distill import (
     multiscale_multiplier_search,
     optuna_search,
 )
+from posecurator.selection.scale_stream import distil_to_store
 from posecurator.train.trainer import LifterTrainer, TrainConfig, check_finite_store, validation_mask
 
 SEARCHES = ("none", "multiscale", "bayes")
@@ -729,12 +730,14 @@ def _distill(ctx: ADDContext, ref_dir: Path, params: dict, folder: Path, *, prog
     scale = ctx.scale_distiller(reference_dir=ref_dir, record=True, progress=progress, engine=engine, **params)
     # written generation by generation as they are made (the files of `run` + `save`; no folder
     # for an empty set)
-    n_augmented, steps = scale.run_to_store(ctx.train_part, folder / "augmented.pcs", dropped_path=folder / "dropped.pcs")
-    n_dropped = len(scale.dropped_score_)
-    arrays = {"kept_score": scale.kept_score_, "dropped_score": scale.dropped_score_,
-              "kept_novelty": scale.kept_components_["novelty"], "dropped_novelty": scale.dropped_components_["novelty"]}
-    if scale.kept_components_["error"] is not None:
-        arrays.update(kept_error=scale.kept_components_["error"], dropped_error=scale.dropped_components_["error"])
+    n_augmented, steps, rec = distil_to_store(scale, ctx.train_part, folder / "augmented.pcs",
+                                              dropped_path=folder / "dropped.pcs")
+    n_dropped = len(rec["dropped_score"])
+    kept, dropped = rec["kept_components"], rec["dropped_components"]
+    arrays = {"kept_score": rec["kept_score"], "dropped_score": rec["dropped_score"],
+              "kept_novelty": kept["novelty"], "dropped_novelty": dropped["novelty"]}
+    if kept["error"] is not None:
+        arrays.update(kept_error=kept["error"], dropped_error=dropped["error"])
     atomic_savez(folder / DISTILL_SCORES, **{k: np.asarray(v, dtype=np.float64) for k, v in arrays.items()})
     return {"steps": [s.to_dict() for s in steps], "n_augmented": n_augmented, "n_dropped": n_dropped}
 

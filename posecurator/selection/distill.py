@@ -361,22 +361,6 @@ class ScaleDistiller:
             self._store_record(rec, pop)
         return augmented, steps
 
-    def run_to_store(self, original: PoseSet, augmented_path, *, dropped_path=None, chunk_size: int | None = None,
-                     block_size: int | None = None) -> tuple[int, list[ScaleStep]]:
-        """:meth:`run` with the augmentation written to the pose-set folder ``augmented_path`` as it
-        is made, in memory that does not grow with N beyond per-pose arrays
-        (:func:`posecurator.selection.scale_stream.distil_to_store`; the same files as ``run`` +
-        ``save``). Returns ``(poses written, steps)``; with ``record`` the score arrays are kept as
-        after ``run`` (``kept_score_``, ...), the dropped poses go to ``dropped_path`` (not to ``dropped_``)."""
-        from posecurator.selection import scale_stream
-
-        kwargs = {k: v for k, v in (("chunk_size", chunk_size), ("block_size", block_size)) if v is not None}
-        n, steps, rec = scale_stream.distil_to_store(self, original, augmented_path, dropped_path=dropped_path, **kwargs)
-        if self.record:
-            self.kept_score_, self.dropped_score_ = rec["kept_score"], rec["dropped_score"]
-            self.kept_components_, self.dropped_components_ = rec["kept_components"], rec["dropped_components"]
-        return n, steps
-
     def _sharded_generation(self, pop: PoseSet, n_children: int, config: EvolutionConfig, g: int, generation: int,
                             next_id: int) -> tuple[PoseSet, GenerationStats]:
         """One generation bred in shards (see the class docstring): the kept children in shard
