@@ -161,13 +161,14 @@ def distil_to_store(scale: ScaleDistiller, original: PoseSet | PoseStore, augmen
                     block_size: int = DEFAULT_STREAM_CHUNK) -> tuple[int, list[ScaleStep], dict]:
     """:meth:`ScaleDistiller.run` of ``original`` (in memory, or a stored set read chunk by chunk:
     its joints go to the population file, its lineage columns are read alone) with its
-    augmentation written to the pose-set folder ``augmented_path`` (and, given ``dropped_path``, the children dropped by score there)
-    as it is made (see the module docstring). Returns ``(poses written, steps, record)``;
-    ``record`` holds what ``run`` with ``record=True`` keeps besides the dropped poses (empty
-    arrays unless ``scale.record``):
-    ``kept_score``, ``dropped_score``, ``kept_components`` and ``dropped_components`` (dicts of
-    "novelty", "error"). Outputs are replaced atomically on success, untouched on failure; an
-    empty one is removed (nothing to read back).
+    augmentation written to the pose-set folder ``augmented_path`` as it is made (and, given
+    ``dropped_path``, the children dropped by score there; see the module docstring).
+
+    Returns ``(poses written, steps, record)``; ``record`` holds what ``run`` with ``record=True``
+    keeps besides the dropped poses (empty arrays unless ``scale.record``): ``kept_score``,
+    ``dropped_score``, ``kept_components`` and ``dropped_components`` (dicts of "novelty",
+    "error"). Outputs are replaced atomically on success, untouched on failure; an empty one is
+    removed (nothing to read back).
 
     ``scale.engine`` (with ``evolution.shard_size``) breeds the shards of each generation as in
     ``run``; their children come back to this process, which writes them.
