@@ -249,7 +249,8 @@ class PoseSet:
                 bad = ~(np.isfinite(arr).all(axis=2) | (self.visibility == 0)).all(axis=1)
             if bad.any():
                 i = int(np.argmax(bad))
-                raise DataError(path, f"{name} has NaN or infinite coordinates (sample {i}, clip {self.clip[i]!r}, frame {self.frame[i]})")
+                raise DataError(path, f"{name} has NaN or infinite coordinates (sample {i}, clip {str(self.clip[i])!r}, "
+                                      f"frame {int(self.frame[i])})")
 
     # ------------------------------------------------------------------ storage
     def save(self, path: str | os.PathLike, *, chunk_size: int = DEFAULT_CHUNK, overwrite: bool = True) -> Path:

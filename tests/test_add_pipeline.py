@@ -306,6 +306,22 @@ def test_cli_bad_input_is_one_line(argv, message, dataset, tmp_path, capsys):
     assert len(lines) == 1 and message in lines[0], err
 
 
+@pytest.mark.parametrize("stored", [True, False])
+def test_cli_add_refuses_non_finite_poses_before_writing_anything(poses, tmp_path, capsys, stored):
+    """A NaN in the training set: one line naming the file and the sample, and no run folder."""
+    bad = poses.replace(joints3d=poses.joints3d.copy())
+    bad.joints3d[123, 5, 2] = np.nan
+    data = tmp_path / "bad.pcs" if stored else tmp_path / "files" / "bad.pcs"
+    bad.save(data, chunk_size=50)
+    if not stored:  # a folder of files is imported into memory (the importer names the file inside)
+        data = data.parent
+    code, out, err = run_cli(capsys, "add", data, "-o", tmp_path / "run", "-q")
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "NaN or infinite" in lines[0] and "sample 123" in lines[0], err
+    assert str(data) in lines[0] and "np.str_" not in lines[0]
+    assert not (tmp_path / "run").exists()
+
+
 def test_cli_help_has_examples(capsys):
     from posecurator.cli.main import main
 

@@ -210,6 +210,7 @@ def cmd_add(args):
     else:
         train = _load(args.dataset, args)
         _require_3d(train, args.dataset)
+        train.check_finite(args.dataset)  # here, where the file's name is known
     if config.target_score is not None and not args.target:
         raise PoseCuratorError(f"the ADD config's target_score is {config.target_score!r}: give --target TARGET_2D")
     target = _target_2d(args) if args.target else None

@@ -274,27 +274,38 @@ def split_validation(train: PoseSet, train_cfg: TrainConfig) -> tuple[PoseSet, P
     return train_part, val_part
 
 
-def split_validation_rows(train: PoseSet, train_cfg: TrainConfig) -> tuple[PoseSet, PoseSet | None, np.ndarray]:
-    """:func:`split_validation` and the rows of ``train`` in the train part."""
-    if train.joints3d is None:
-        raise DataError(None, "ADD needs 3D poses (the training set has no joints3d)")
+def check_training_set(train: PoseSet | PoseStore) -> None:
+    """DataError unless ``train`` holds finite h36m17 3D poses (a stored set read chunk by chunk)."""
+    stored = isinstance(train, PoseStore)
+    where = train.path if stored else None
+    if (stored and "joints3d" not in train.columns) or (not stored and train.joints3d is None):
+        raise DataError(where, "ADD needs 3D poses (the training set has no joints3d)")
     if train.layout != "h36m17":
-        raise DataError(None, f"ADD works on h36m17 poses, the training set is {train.layout}")
-    train.check_finite()
+        raise DataError(where, f"ADD works on h36m17 poses, the training set is {train.layout}")
+    if stored:
+        check_finite_store(train)
+    else:
+        train.check_finite()
+
+
+def split_validation_rows(train: PoseSet, train_cfg: TrainConfig, *, checked: bool = False
+                          ) -> tuple[PoseSet, PoseSet | None, np.ndarray]:
+    """:func:`split_validation` and the rows of ``train`` in the train part (``checked``: the
+    set passed :func:`check_training_set` already)."""
+    if not checked:
+        check_training_set(train)
     is_val = validation_mask(train, val_fraction=train_cfg.val_fraction, seed=train_cfg.seed, cut=train_cfg.val_cut)
     if is_val is None:
         return train, None, np.arange(len(train), dtype=np.int64)
     return train.subset(~is_val), train.subset(is_val), np.flatnonzero(~is_val).astype(np.int64)
 
 
-def split_validation_rows_stored(train: PoseStore, train_cfg: TrainConfig) -> tuple[PoseStore, PoseSet | None, np.ndarray]:
+def split_validation_rows_stored(train: PoseStore, train_cfg: TrainConfig, *, checked: bool = False
+                                 ) -> tuple[PoseStore, PoseSet | None, np.ndarray]:
     """:func:`split_validation_rows` of a stored set: the train part a lazy selection of it, the
     validation part in memory (the same cut: the trainer's, from the clip column)."""
-    if "joints3d" not in train.columns:
-        raise DataError(train.path, "ADD needs 3D poses (the training set has no joints3d)")
-    if train.layout != "h36m17":
-        raise DataError(train.path, f"ADD works on h36m17 poses, the training set is {train.layout}")
-    check_finite_store(train)
+    if not checked:
+        check_training_set(train)
     is_val = validation_mask(train, val_fraction=train_cfg.val_fraction, seed=train_cfg.seed, cut=train_cfg.val_cut)
     if is_val is None:
         return train, None, np.arange(len(train), dtype=np.int64)
@@ -354,10 +365,12 @@ class ADDContext:
 
     @classmethod
     def build(cls, train: PoseSet | PoseStore, config: ADDConfig, train_cfg: TrainConfig | None = None, *,
-              target: PoseSet | None = None) -> "ADDContext":
+              target: PoseSet | None = None, checked: bool = False) -> "ADDContext":
+        """``checked``: ``train`` passed :func:`check_training_set` already."""
         train_cfg = config.train_config() if train_cfg is None else train_cfg
         stored = isinstance(train, PoseStore)
-        train_part, val_part, train_rows = (split_validation_rows_stored if stored else split_validation_rows)(train, train_cfg)
+        split = split_validation_rows_stored if stored else split_validation_rows
+        train_part, val_part, train_rows = split(train, train_cfg, checked=checked)
         times = {}
         t0 = time.perf_counter()
         prior = JointAnglePrior(**config.prior)
@@ -601,6 +614,7 @@ def run_add(train: PoseSet | PoseStore, out_dir: str | os.PathLike, config: ADDC
         raise PoseCuratorError(f"ADD on the {engine.name} engine breeds in independently seeded shards: set "
                                "evolution.shard_size in the ADD config (or --shard-size N); one random stream runs here")
     log = _default_log(progress) if log is None else log
+    check_training_set(train)  # before the output folder is touched: bad input leaves nothing behind
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with output_lock(out, wait=False):
@@ -632,7 +646,7 @@ def _run_add(train: PoseSet | PoseStore, out: Path, config: ADDConfig, *, progre
     stages.remove_stale_temps({"": ("add_config.json", "best.safetensors", "config.json", "summary.json"),
                                "plots": (PLOT_DATA,)})
     config.save(out / "add_config.json")
-    ctx = ADDContext.build(train, config, target=target)
+    ctx = ADDContext.build(train, config, target=target, checked=True)
     # a target-aware diversity term: the search and the distillation depend on it and on the target
     target_key = {} if config.target_score is None else {"target_score": config.target_score,
                                                          "target": poseset_fingerprint(target)}

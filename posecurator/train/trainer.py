@@ -361,7 +361,7 @@ def data_fingerprint(poses: PoseSet | PoseStore) -> str:
 
 def check_finite_store(store: PoseStore) -> None:
     """:meth:`PoseSet.check_finite` of a stored set, chunk by chunk: the same error (the first bad
-    sample of joints3d, else of joints2d, numbered within the store)."""
+    sample of joints3d, else of joints2d, numbered within the store), naming the store's folder."""
     first: dict[str, int] = {}
     start = 0
     for chunk in store.iter_chunks(columns=["joints3d", "joints2d", "visibility"]):
@@ -381,7 +381,8 @@ def check_finite_store(store: PoseStore) -> None:
         if name in first:
             i = first[name]
             row = store.take(np.array([i]), columns=["clip", "frame"])
-            raise DataError(None, f"{name} has NaN or infinite coordinates (sample {i}, clip {row.clip[0]!r}, frame {row.frame[0]})")
+            raise DataError(store.path, f"{name} has NaN or infinite coordinates (sample {i}, clip {str(row.clip[0])!r}, "
+                                        f"frame {int(row.frame[0])})")
 
 
 def _n_joints(poses: PoseSet | PoseStore) -> int:
