@@ -365,8 +365,9 @@ class ADDContext:
 
     @classmethod
     def build(cls, train: PoseSet | PoseStore, config: ADDConfig, train_cfg: TrainConfig | None = None, *,
-              target: PoseSet | None = None, checked: bool = False) -> "ADDContext":
-        """``checked``: ``train`` passed :func:`check_training_set` already."""
+              target: PoseSet | None = None, checked: bool = False, progress: bool = False) -> "ADDContext":
+        """``checked``: ``train`` passed :func:`check_training_set` already; ``progress``: a bar
+        over a stored set's density pass."""
         train_cfg = config.train_config() if train_cfg is None else train_cfg
         stored = isinstance(train, PoseStore)
         split = split_validation_rows_stored if stored else split_validation_rows
@@ -378,7 +379,8 @@ class ADDContext:
         times["prior_fit_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         options = {"seed": int(config.seed), **config.density}
-        density = density_self_scores(train_part, **options)[0] if stored else DensityScorer(**options).fit(train_part)
+        density = (density_self_scores(train_part, progress=progress, **options)[0] if stored
+                   else DensityScorer(**options).fit(train_part))
         times["density_fit_s"] = time.perf_counter() - t0
         ctx = cls(config, train_cfg, train, train_part, val_part, prior, density, times, None, train_rows)
         if config.target_score is not None:
@@ -646,13 +648,15 @@ def _run_add(train: PoseSet | PoseStore, out: Path, config: ADDConfig, *, progre
     stages.remove_stale_temps({"": ("add_config.json", "best.safetensors", "config.json", "summary.json"),
                                "plots": (PLOT_DATA,)})
     config.save(out / "add_config.json")
-    ctx = ADDContext.build(train, config, target=target, checked=True)
+    log(f"[add] {len(train)} poses{' (read from disk chunk by chunk)' if isinstance(train, PoseStore) else ''}: "
+        "cutting the validation clips, fitting the plausibility prior and the reference distribution")
+    ctx = ADDContext.build(train, config, target=target, checked=True, progress=progress)
     # a target-aware diversity term: the search and the distillation depend on it and on the target
     target_key = {} if config.target_score is None else {"target_score": config.target_score,
                                                          "target": poseset_fingerprint(target)}
     n_val = 0 if ctx.val_part is None else len(ctx.val_part)
     log(f"[add] {len(train)} poses: train part {len(ctx.train_part)}, validation {n_val} "
-        f"({'no validation' if ctx.val_part is None else f'{len(np.unique(ctx.val_part.clip))} clips'})")
+        f"({'no validation' if ctx.val_part is None else _count(len(_val_clips(ctx)), 'clip')})")
     ref_dir = out / "reference"
 
     def train_reference(resume: bool) -> dict:
@@ -902,6 +906,10 @@ def write_distilled_set(path: Path, train: PoseSet | PoseStore, augmented, *, at
                 start += len(part)
         out.flush()
     return path
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _fmt(v) -> str:
