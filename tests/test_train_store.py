@@ -146,21 +146,23 @@ def test_store_pairs_blockwise_equal_in_memory(real, tmp_path, block):
 
     index = np.random.default_rng(7).integers(0, len(real), size=1_200)
     want = sample_training_pairs(real, rng=np.random.default_rng(11), sampler=RandomCameraSampler(), index=index,
-                                 n_views=3, noise_px=1.5)
+                                 n_views=3, noise_px=1.5, block=10**9)  # one block: the plain reference
     store = PoseSet.open(real.save(tmp_path / "set.pcs", chunk_size=100))
     got = sample_training_pairs_from_store(store, rng=np.random.default_rng(11), sampler=RandomCameraSampler(),
                                            index=index, n_views=3, noise_px=1.5, block=block)
-    for a, b in zip(got, want):
-        assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
+    in_memory = sample_training_pairs(real, rng=np.random.default_rng(11), sampler=RandomCameraSampler(), index=index,
+                                      n_views=3, noise_px=1.5, block=block)  # the in-memory call is blocked too
+    for a, b, c in zip(got, want, in_memory):
+        assert a.dtype == b.dtype and a.tobytes() == b.tobytes() == c.tobytes()
     far = real.replace(joints3d=real.joints3d.copy())
     late = np.setdiff1d(np.arange(len(real)), index[:600])  # rows the first 600 pairs do not show
     far.joints3d[late, 3] += np.array([30_000.0, 0, 0], np.float32)  # a joint 30 m away: behind some cameras
     messages = []
     for make, poses in ((sample_training_pairs, far),
                         (sample_training_pairs_from_store, PoseSet.open(far.save(tmp_path / "far.pcs", chunk_size=100)))):
-        kwargs = {"block": block} if make is sample_training_pairs_from_store else {}
-        with pytest.raises(DataError) as e:
-            make(poses, rng=np.random.default_rng(11), sampler=RandomCameraSampler(), index=index,
-                 n_views=3, **kwargs)
-        messages.append(str(e.value))
-    assert messages[0] == messages[1] and "pose 0 " not in messages[0]
+        for kwargs in ({"block": block}, {"block": 10**9}):
+            with pytest.raises(DataError) as e:
+                make(poses, rng=np.random.default_rng(11), sampler=RandomCameraSampler(), index=index,
+                     n_views=3, **kwargs)
+            messages.append(str(e.value))
+    assert len(set(messages)) == 1 and "pose 0 " not in messages[0]

@@ -79,34 +79,57 @@ def make_pairs(poses: PoseSet, cameras: CameraBatch, *, noise_px: float = 0.0,
                              root_joint=root_joint_of(poses), noise_px=noise_px, rng=rng)
 
 
+# pairs projected at a time: the float64 work of one block (about 2 KB a pair), not of every pair
+PAIR_BLOCK = 65_536
+
+
 def sample_training_pairs(poses: PoseSet, *, rng: np.random.Generator, sampler: RandomCameraSampler | None = None,
                           n_views: int = 1, index: np.ndarray | None = None,
-                          noise_px: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                          noise_px: float = 0.0, block: int = PAIR_BLOCK) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pairs through fresh random cameras: every selected pose seen by ``n_views`` cameras.
 
     ``sampler`` is the camera sampler (default :class:`RandomCameraSampler()`); cameras aim at
     each pose's own pelvis, floor at Z = 0. ``index`` (M,) selects (and may repeat) rows of
     ``poses``; default all rows. Returns ``x2d_norm`` (M*n_views, J, 2), ``y3d`` (M*n_views, J, 3)
     mm and ``pose_index`` (M*n_views,) int64 (view-major: the index list repeated n_views times).
-    The random draws are those of :func:`posecurator.train.pairs.sample_training_pairs`.
+    The random draws are those of :func:`posecurator.train.pairs.sample_training_pairs`. Memory:
+    the pairs, their cameras and the float64 work of ``block`` pairs at a time (the pairs are
+    the same whatever ``block``: see :func:`_project_pairs`).
     """
     if n_views < 1:
         raise ValueError(f"n_views must be >= 1, got {n_views}")
-    sampler = RandomCameraSampler() if sampler is None else sampler
     joints = _joints3d(poses)
-    index = np.arange(len(joints)) if index is None else np.asarray(index, dtype=np.int64)
+    index = np.arange(len(joints), dtype=np.int64) if index is None else np.asarray(index, dtype=np.int64)
     pose_index = np.tile(index, n_views)
-    root = root_joint_of(poses)
-    world = joints[pose_index]
-    cams = sampler.sample(world[:, root], rng, floor_z=0.0)
-    x2d, y3d = project_normalise(world, cams.R, cams.t, cams.f, cams.c, cams.width, cams.height,
-                                 root_joint=root, noise_px=noise_px, rng=rng)
-    return x2d, y3d, pose_index.astype(np.int64)
+    x2d, y3d = _project_pairs(joints, pose_index, root=root_joint_of(poses), rng=rng, sampler=sampler,
+                              noise_px=noise_px, block=block)
+    return x2d, y3d, pose_index
+
+
+def _project_pairs(joints: np.ndarray, pose_index: np.ndarray, *, root: int, rng: np.random.Generator,
+                   sampler: RandomCameraSampler | None, noise_px: float, block: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pair ``p`` = pose ``joints[pose_index[p]]`` through a fresh camera. Every camera first,
+    from the one stream (as one call draws them), then the projections block by block: every
+    step is per pair, and the noise of consecutive blocks is the continuation of one stream, so
+    the pairs are those of a single block."""
+    if block < 1:
+        raise ValueError(f"block must be >= 1, got {block}")
+    sampler = RandomCameraSampler() if sampler is None else sampler
+    n_pairs = len(pose_index)
+    cams = sampler.sample(joints[pose_index, root], rng, floor_z=0.0)
+    x2d = np.empty((n_pairs, joints.shape[1], 2), np.float32)
+    y3d = np.empty((n_pairs, joints.shape[1], 3), np.float32)
+    for start in range(0, n_pairs, block):
+        sel = slice(start, min(start + block, n_pairs))
+        x2d[sel], y3d[sel] = project_normalise(joints[pose_index[sel]], cams.R[sel], cams.t[sel], cams.f[sel],
+                                               cams.c[sel], cams.width[sel], cams.height[sel], root_joint=root,
+                                               noise_px=noise_px, rng=rng, first_row=start)
+    return x2d, y3d
 
 
 def sample_training_pairs_from_store(store, *, rng: np.random.Generator, sampler: RandomCameraSampler | None = None,
                                      n_views: int = 1, index: np.ndarray | None = None, noise_px: float = 0.0,
-                                     block: int = 65_536) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                                     block: int = PAIR_BLOCK) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`sample_training_pairs` of a stored set opened lazily (a :class:`~posecurator.poseset.PoseStore`),
     reading only the rows ``index`` asks for (their 3D joints): the pairs, random draws and
     returned ``pose_index`` are those of the in-memory call on the loaded set with the same ``rng``
@@ -114,26 +137,12 @@ def sample_training_pairs_from_store(store, *, rng: np.random.Generator, sampler
     cameras and pairs, and the float64 work of ``block`` pairs at a time, never the whole set."""
     if n_views < 1:
         raise ValueError(f"n_views must be >= 1, got {n_views}")
-    if block < 1:
-        raise ValueError(f"block must be >= 1, got {block}")
-    sampler = RandomCameraSampler() if sampler is None else sampler
     index = np.arange(len(store), dtype=np.int64) if index is None else np.asarray(index, dtype=np.int64)
     rows = store.take(index, columns=["joints3d"])  # rows in index order, repeats kept
-    joints, root = _joints3d(rows), root_joint_of(rows)
-    m = len(joints)
-    n_pairs = m * n_views
-    # every camera first, from the one stream, as the in-memory call draws them (pair p is row p mod m)
-    cams = sampler.sample(np.tile(joints[:, root], (n_views, 1)), rng, floor_z=0.0)
-    x2d = np.empty((n_pairs, joints.shape[1], 2), np.float32)
-    y3d = np.empty((n_pairs, joints.shape[1], 3), np.float32)
-    # then the projections block by block: every step is per pair, and the noise of consecutive
-    # blocks is the continuation of one stream, so the pairs are those of the one-block call
-    for start in range(0, n_pairs, block):
-        stop = min(start + block, n_pairs)
-        sel = slice(start, stop)
-        x2d[sel], y3d[sel] = project_normalise(joints[np.arange(start, stop) % m], cams.R[sel], cams.t[sel], cams.f[sel],
-                                               cams.c[sel], cams.width[sel], cams.height[sel], root_joint=root,
-                                               noise_px=noise_px, rng=rng, first_row=start)
+    joints = _joints3d(rows)
+    local = np.tile(np.arange(len(joints), dtype=np.int64), n_views)  # pair p is row p mod m
+    x2d, y3d = _project_pairs(joints, local, root=root_joint_of(rows), rng=rng, sampler=sampler, noise_px=noise_px,
+                              block=block)
     return x2d, y3d, np.tile(index, n_views)
 
 
