@@ -380,11 +380,6 @@ class _StoredPart:
             row += len(ps)
             yield ps
 
-    def load(self) -> PoseSet:
-        ps = _relabel(self.store.load(), self.path, self.root, self.clip, self.source)
-        check_poseset(self.path, ps)
-        return ps
-
 
 def _relabel(ps: PoseSet, path: Path, root: Path, clip: str, source: str | None) -> PoseSet:
     """A file's source label and clip prefix, as :func:`_read_one` gives them."""
@@ -546,23 +541,15 @@ class _ImportSink:
         else:
             self._check(ps)
         self.parts += 1
-        for name, seen in (("clip", self.clips), ("subject", self.subjects), ("activity", self.activities),
-                           ("source", self.sources)):
-            seen.update(np.unique(getattr(ps, name)).tolist())
-        self.generated += int(np.count_nonzero(ps.generation > 0))
         # one camera table for the set: this part's rows index its own table, appended to it
-        camera = ps.camera
-        if self.writer.cameras:
-            camera = camera.copy()
-            camera[camera >= 0] += len(self.writer.cameras)
+        offset = len(self.writer.cameras)
         self.writer.cameras.extend(ps.cameras)
-        # the pieces go without their tables: concatenate would offset the indices again
-        self._push(ps.replace(camera=camera, cameras=[]))
+        self._take(ps, offset)
 
     def add_stored(self, part: _StoredPart) -> None:
         """:meth:`add` of a stored set given chunk by chunk (:class:`_StoredPart`, whose chunks all
         store the same columns): the same rows, camera table and checks as ``add`` of it loaded."""
-        offset = len(self.writer.cameras)  # this part's rows index its own table, appended to it
+        offset = len(self.writer.cameras)
         for i, ps in enumerate(part.chunks()):
             if i == 0:
                 if self.parts == 0:
@@ -572,15 +559,20 @@ class _ImportSink:
                     self._check(ps)
                 self.parts += 1
                 self.writer.cameras.extend(part.cameras)
-            for name, seen in (("clip", self.clips), ("subject", self.subjects), ("activity", self.activities),
-                               ("source", self.sources)):
-                seen.update(np.unique(getattr(ps, name)).tolist())
-            self.generated += int(np.count_nonzero(ps.generation > 0))
-            camera = ps.camera
-            if offset:
-                camera = camera.copy()
-                camera[camera >= 0] += offset
-            self._push(ps.replace(camera=camera, cameras=[]))
+            self._take(ps, offset)
+
+    def _take(self, ps: PoseSet, camera_offset: int) -> None:
+        """Rows of the current part: counted for the summary, camera rows shifted past the tables
+        of the parts before, pushed without their table (concatenate would offset them again)."""
+        for name, seen in (("clip", self.clips), ("subject", self.subjects), ("activity", self.activities),
+                           ("source", self.sources)):
+            seen.update(np.unique(getattr(ps, name)).tolist())
+        self.generated += int(np.count_nonzero(ps.generation > 0))
+        camera = ps.camera
+        if camera_offset:
+            camera = camera.copy()
+            camera[camera >= 0] += camera_offset
+        self._push(ps.replace(camera=camera, cameras=[]))
 
     def _start(self, ps: PoseSet) -> None:
         self.layout, self.n_joints = ps.layout, ps.n_joints
