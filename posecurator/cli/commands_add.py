@@ -26,7 +26,7 @@ def register(sub, add_parser, commands: dict) -> None:
                    "  posecurator add ../shared/data/bandai -o runs/add-uda --target bandai-to-hdm05-uda --target-score coverage\n"
                    "writes RUN_DIR/distilled.pcs, lifter/ (also RUN_DIR itself is evaluable), reference/,\n"
                    "summary.json, add_config.json and plots/*.png. A dataset folder (X.pcs) stays on disk (read\n"
-                   "chunk by chunk: 1.2 GB for 1.5 M poses); anything else is imported into memory, so for large\n"
+                   "chunk by chunk: 0.9 GB for 1.5 M poses); anything else is imported into memory, so for large\n"
                    "data run `posecurator import DATA -o X.pcs` first\n")
     s.add_argument("dataset", metavar="TRAIN_DATASET", help="training dataset folder, read lazily (or any importable "
                    "file/folder, imported into memory)")
