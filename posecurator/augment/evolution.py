@@ -365,12 +365,21 @@ class Lineage:
         return np.where(rows < n0, self.sample_id[np.minimum(rows, max(n0 - 1, 0))], self.next_id + rows - n0)
 
 
-def children_piece(lineage: Lineage, r: ShardResult, take: int, *, lo: int, root: np.ndarray, first_row: int,
-                   generation: int, frame0: int) -> PoseSet:
+def children_piece(lineage: Lineage, r: ShardResult, take: int, *, lo: int, root: np.ndarray, generation: int,
+                   frame0: int, first_row: int | None = None, first_id: int | None = None, sid=None) -> PoseSet:
     """The first ``take`` kept children of shard result ``r`` as a pose set: bred from population
-    rows ``lo + r.parent`` (``root``: the original row each one's first-parent line goes back to),
-    placed at population rows ``first_row, first_row + 1, ...``; ``frame0`` children of their
-    generation come before them."""
+    rows ``lo + r.parent`` (``root``: the original row each one's first-parent line goes back to);
+    ``frame0`` children of their generation come before them.
+
+    Sample ids: placed at population rows ``first_row, first_row + 1, ...`` (ids follow from rows:
+    :class:`Lineage`), or ``first_id, first_id + 1, ...`` with ``sid(rows) -> ids`` naming the
+    population's ids where they do not follow from rows (ADD's scale distillation drops children
+    after numbering them)."""
+    if (first_row is None) == (first_id is None):
+        raise ValueError("give exactly one of first_row and first_id")
+    if first_id is None:
+        first_id = lineage.next_id + (first_row - len(lineage))
+    sid = lineage.sid if sid is None else sid
     parent = lo + r.parent[:take]
     partner = r.partner[:take]
     return PoseSet(
@@ -378,8 +387,8 @@ def children_piece(lineage: Lineage, r: ShardResult, take: int, *, lo: int, root
         source=lineage.source[root], subject=lineage.subject[root], activity=lineage.activity[root],
         clip=TextColumn.full(take, clip_name(generation)),
         frame=frame0 + np.arange(take, dtype=np.int32),
-        sample_id=lineage.next_id + (first_row - len(lineage)) + np.arange(take, dtype=np.int64),
-        parents=np.stack([lineage.sid(parent), np.where(partner >= 0, lineage.sid(lo + np.maximum(partner, 0)), -1)], axis=1),
+        sample_id=first_id + np.arange(take, dtype=np.int64),
+        parents=np.stack([sid(parent), np.where(partner >= 0, sid(lo + np.maximum(partner, 0)), -1)], axis=1),
         operator=_operator_column(r.code[:take]),
         generation=np.full(take, generation, dtype=np.int16),
         layout=lineage.layout, fps=lineage.fps, attrs=dict(lineage.attrs))

@@ -244,7 +244,7 @@ class Rechunker:
 @dataclass
 class ShardFile:
     """A shard's kept children left in a scratch file by :func:`breed_shard_to_file` (raw arrays:
-    see ``_SHARD_FILE_ARRAYS``): what the loop needs of them (counts) without the children themselves."""
+    see ``CHILD_ARRAYS``): what the loop needs of them (counts) without the children themselves."""
 
     path: str
     made: int
@@ -260,8 +260,9 @@ class ShardFile:
 
 
 # a scratch shard file: the raw bytes of these arrays one after the other (k rows each; k is in
-# the ShardFile that names the file), read back by the process that places them
-_SHARD_FILE_ARRAYS = (("joints", np.float32, (17, 3)), ("parent", np.int64, ()), ("partner", np.int64, ()), ("code", np.uint8, ()))
+# the ShardFile that names the file), read back by the process that places them; the fields of
+# ShardResult that hold the children (ADD's streamed distillation keeps them in the same layout)
+CHILD_ARRAYS = (("joints", np.float32, (17, 3)), ("parent", np.int64, ()), ("partner", np.int64, ()), ("code", np.uint8, ()))
 
 
 def breed_shard_to_file(shared: tuple, item: tuple) -> ShardFile:
@@ -269,7 +270,7 @@ def breed_shard_to_file(shared: tuple, item: tuple) -> ShardFile:
     task, path = item
     r = evolution.run_shard(shared, task)
     with open(path, "wb") as f:
-        for name, dtype, _ in _SHARD_FILE_ARRAYS:
+        for name, dtype, _ in CHILD_ARRAYS:
             f.write(memoryview(np.ascontiguousarray(getattr(r, name), dtype).reshape(-1)).cast("B"))
     return ShardFile(path, r.made, r.operators, len(r), r.code_counts())
 
@@ -277,7 +278,7 @@ def breed_shard_to_file(shared: tuple, item: tuple) -> ShardFile:
 def _read_shard_file(path: str, k: int) -> ShardResult:
     arrays = {}
     with open(path, "rb") as f:
-        for name, dtype, shape in _SHARD_FILE_ARRAYS:
+        for name, dtype, shape in CHILD_ARRAYS:
             count = k * int(np.prod(shape, dtype=np.int64))
             arrays[name] = np.fromfile(f, dtype=dtype, count=count).reshape(k, *shape)
             if arrays[name].size != count:

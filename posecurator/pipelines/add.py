@@ -288,29 +288,20 @@ def check_training_set(train: PoseSet | PoseStore) -> None:
         train.check_finite()
 
 
-def split_validation_rows(train: PoseSet, train_cfg: TrainConfig, *, checked: bool = False
-                          ) -> tuple[PoseSet, PoseSet | None, np.ndarray]:
-    """:func:`split_validation` and the rows of ``train`` in the train part (``checked``: the
-    set passed :func:`check_training_set` already)."""
-    if not checked:
-        check_training_set(train)
-    is_val = validation_mask(train, val_fraction=train_cfg.val_fraction, seed=train_cfg.seed, cut=train_cfg.val_cut)
-    if is_val is None:
-        return train, None, np.arange(len(train), dtype=np.int64)
-    return train.subset(~is_val), train.subset(is_val), np.flatnonzero(~is_val).astype(np.int64)
-
-
-def split_validation_rows_stored(train: PoseStore, train_cfg: TrainConfig, *, checked: bool = False
-                                 ) -> tuple[PoseStore, PoseSet | None, np.ndarray]:
-    """:func:`split_validation_rows` of a stored set: the train part a lazy selection of it, the
-    validation part in memory (the same cut: the trainer's, from the clip column)."""
+def split_validation_rows(train: PoseSet | PoseStore, train_cfg: TrainConfig, *, checked: bool = False
+                          ) -> tuple[PoseSet | PoseStore, PoseSet | None, np.ndarray]:
+    """:func:`split_validation` and the rows of ``train`` in the train part (``checked``: the set
+    passed :func:`check_training_set` already). A stored set's train part is a lazy selection of
+    it, its validation part (a few clips) is read into memory: the same cut, from the clip column."""
     if not checked:
         check_training_set(train)
     is_val = validation_mask(train, val_fraction=train_cfg.val_fraction, seed=train_cfg.seed, cut=train_cfg.val_cut)
     if is_val is None:
         return train, None, np.arange(len(train), dtype=np.int64)
     rows = np.flatnonzero(~is_val).astype(np.int64)
-    return train.select(rows), train.select(np.flatnonzero(is_val)).load(), rows
+    if isinstance(train, PoseStore):
+        return train.select(rows), train.select(np.flatnonzero(is_val)).load(), rows
+    return train.subset(~is_val), train.subset(is_val), rows
 
 
 def with_augmentation(train_part: PoseSet, augmented: PoseSet | None) -> PoseSet:
@@ -370,8 +361,7 @@ class ADDContext:
         over a stored set's density pass."""
         train_cfg = config.train_config() if train_cfg is None else train_cfg
         stored = isinstance(train, PoseStore)
-        split = split_validation_rows_stored if stored else split_validation_rows
-        train_part, val_part, train_rows = split(train, train_cfg, checked=checked)
+        train_part, val_part, train_rows = split_validation_rows(train, train_cfg, checked=checked)
         times = {}
         t0 = time.perf_counter()
         prior = JointAnglePrior(**config.prior)

@@ -35,18 +35,17 @@ from typing import Iterator
 import numpy as np
 
 from posecurator.augment.evolution import (
-    _COMBO_NAMES,
     EvolutionConfig,
     Lineage,
     ShardResult,
     ShardTask,
     breed_shard_pieces,
-    clip_name,
+    children_piece,
     run_shard,
     shard_sizes,
 )
-from posecurator.augment.streaming import FilePopulation, Rechunker
-from posecurator.poseset import DEFAULT_CHUNK, PoseSet, PoseSetWriter, PoseStore, TextColumn
+from posecurator.augment.streaming import CHILD_ARRAYS, FilePopulation, Rechunker
+from posecurator.poseset import DEFAULT_CHUNK, PoseSet, PoseSetWriter, PoseStore
 from posecurator.scoring.stream import DEFAULT_STREAM_CHUNK, score_parts, stream_block_size
 from posecurator.selection.distill import (
     QualityDistiller,
@@ -57,22 +56,19 @@ from posecurator.selection.distill import (
     normalize_errors,
 )
 
-# a generation's children in the scratch folder: one raw file per array, appended piece by piece
-_CHILD_ARRAYS = (("joints", np.float32, (17, 3)), ("parent", np.int64, ()), ("partner", np.int64, ()), ("code", np.uint8, ()))
-
-
 class ChildFile:
-    """The children of one generation, appended to raw scratch files as they are bred and read
-    back in row ranges (the resident set holds one range, never the generation)."""
+    """The children of one generation, appended to raw scratch files as they are bred (one file
+    per array of ``CHILD_ARRAYS``) and read back in row ranges (the resident set holds one range,
+    never the generation)."""
 
     def __init__(self, folder: Path):
         self.folder = folder
-        self.paths = {name: folder / f"children-{name}.bin" for name, _, _ in _CHILD_ARRAYS}
+        self.paths = {name: folder / f"children-{name}.bin" for name, _, _ in CHILD_ARRAYS}
         self.files = {name: open(path, "wb") for name, path in self.paths.items()}
         self.rows = 0
 
     def append(self, r: ShardResult) -> None:
-        for name, dtype, _ in _CHILD_ARRAYS:
+        for name, dtype, _ in CHILD_ARRAYS:
             self.files[name].write(memoryview(np.ascontiguousarray(getattr(r, name), dtype).reshape(-1)).cast("B"))
         self.rows += len(r)
 
@@ -80,16 +76,17 @@ class ChildFile:
         for f in self.files.values():
             f.close()
 
-    def read(self, a: int, b: int) -> dict[str, np.ndarray]:
+    def read(self, a: int, b: int) -> ShardResult:
+        """Children ``a..b-1`` (``made`` and ``operators`` are the breeding's, not kept here)."""
         out = {}
-        for name, dtype, shape in _CHILD_ARRAYS:
+        for name, dtype, shape in CHILD_ARRAYS:
             size = np.dtype(dtype).itemsize * int(np.prod(shape, dtype=np.int64))
             count = (b - a) * int(np.prod(shape, dtype=np.int64))
             arr = np.fromfile(self.paths[name], dtype=dtype, count=count, offset=a * size)
             if arr.size != count:
                 raise ValueError(f"{self.paths[name]}: scratch children file is short")
             out[name] = arr.reshape(b - a, *shape)
-        return out
+        return ShardResult(**out, made=0, operators={})
 
     def close(self) -> None:
         for f in self.files.values():
@@ -112,22 +109,10 @@ class _Generation:
 
     def block(self, a: int, b: int) -> tuple[PoseSet, np.ndarray]:
         """Children ``a..b-1`` as a PoseSet, and each one's original root row (for the population)."""
-        c = self.children.read(a, b)
-        rows = self.lo + c["parent"]
-        root = self.store.roots(rows)
-        lin = self.lineage
-        partner = c["partner"]
-        ids = self.pop_ids
-        ps = PoseSet(
-            joints3d=c["joints"],
-            source=lin.source[root], subject=lin.subject[root], activity=lin.activity[root],
-            clip=TextColumn.full(b - a, clip_name(self.generation)),
-            frame=np.arange(a, b, dtype=np.int32),
-            sample_id=self.next_id + np.arange(a, b, dtype=np.int64),
-            parents=np.stack([ids[rows], np.where(partner >= 0, ids[self.lo + np.maximum(partner, 0)], -1)], axis=1),
-            operator=TextColumn.from_codes(c["code"], _COMBO_NAMES),
-            generation=np.full(b - a, self.generation, dtype=np.int16),
-            layout=lin.layout, fps=lin.fps, attrs=dict(lin.attrs))
+        r = self.children.read(a, b)
+        root = self.store.roots(self.lo + r.parent)
+        ps = children_piece(self.lineage, r, b - a, lo=self.lo, root=root, generation=self.generation, frame0=a,
+                            first_id=self.next_id + a, sid=self.pop_ids.__getitem__)
         return ps, root
 
     def blocks(self, size: int) -> Iterator[PoseSet]:
